@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Wait until a Kafka broker answers a real metadata request.
+
+Usage: wait_ready.py HOST:PORT [--timeout SECONDS] [--pid PID] [--log FILE ...]
+
+Exit 0 once a metadata request (DescribeCluster via kafka-python's admin client) returns at
+least one broker. Exit 1 on timeout, or at once if --pid is given and that process has died;
+either way the tail of each --log file is printed to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections import deque
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def probe(admin_cls: type, bootstrap: str, timeout_s: float) -> dict:
+    ms = max(1000, int(timeout_s * 1000))
+    admin = admin_cls(
+        bootstrap_servers=bootstrap,
+        client_id="district-ledger-wait-ready",
+        bootstrap_timeout_ms=ms,
+        request_timeout_ms=ms,
+        reconnect_backoff_max_ms=500,
+    )
+    try:
+        return admin.describe_cluster()
+    finally:
+        admin.close()
+
+
+def print_tails(paths: list[str], lines: int = 40) -> None:
+    for path in paths:
+        try:
+            with open(path, errors="replace") as f:
+                tail = deque(f, maxlen=lines)
+        except OSError as e:
+            print(f"--- {path}: {e}", file=sys.stderr)
+            continue
+        print(f"--- last {len(tail)} lines of {path}:", file=sys.stderr)
+        sys.stderr.writelines(tail)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bootstrap", help="host:port of the broker")
+    ap.add_argument("--timeout", type=float, default=90.0, help="seconds in all (default 90)")
+    ap.add_argument("--pid", type=int, help="fail fast once this process has exited")
+    ap.add_argument("--log", action="append", default=[], help="log to show on failure")
+    ap.add_argument("--quiet", action="store_true", help="print nothing on success")
+    args = ap.parse_args()
+
+    try:
+        from kafka import KafkaAdminClient  # here, so that --help works without kafka-python
+    except ImportError as e:  # fail now, not after the whole timeout
+        print(f"wait_ready: {e} (run it with a python that has kafka-python)", file=sys.stderr)
+        return 2
+
+    # kafka-python logs every refused connection at ERROR/WARNING while the broker starts.
+    logging.basicConfig(level=logging.CRITICAL)
+
+    start = time.monotonic()
+    deadline = start + args.timeout
+    last_error: BaseException | None = None
+    while True:
+        if args.pid is not None and not pid_alive(args.pid):
+            print(f"wait_ready: broker process {args.pid} exited", file=sys.stderr)
+            print_tails(args.log)
+            return 1
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            meta = probe(KafkaAdminClient, args.bootstrap, min(5.0, remaining))
+            if meta.get("brokers"):
+                if not args.quiet:
+                    print(
+                        f"kafka ready at {args.bootstrap} (cluster {meta.get('cluster_id')}, "
+                        f"{time.monotonic() - start:.1f}s)"
+                    )
+                return 0
+            last_error = RuntimeError(f"metadata lists no broker: {meta}")
+        except Exception as e:  # not up yet: refused, timed out, still loading
+            last_error = e
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    print(
+        f"wait_ready: no metadata answer from {args.bootstrap} within {args.timeout:.0f}s "
+        f"(last error: {last_error!r})",
+        file=sys.stderr,
+    )
+    print_tails(args.log)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

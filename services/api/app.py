@@ -1,0 +1,69 @@
+"""The query API: aggregates and lists for dashboards, replay and verification for auditors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from services.api.deps import Api, ApiDep, LogPositions
+from services.api.routes import registry, summary
+from services.web import problems
+from shared.db.engine import make_engine
+from shared.logs import configure_logging
+from shared.settings import ApiSettings, get_api_settings
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: bool | None = None
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        config = settings or get_api_settings()
+        configure_logging(config.log_level, service="api")
+        engine = make_engine(config.database_url)
+        positions = LogPositions(config.kafka_bootstrap_servers, config.events_topic)
+        app.state.api = Api(config, engine, positions)
+        yield
+        positions.close()
+        engine.dispose()
+
+    app = FastAPI(
+        title="District Ledger query API",
+        version="1",
+        summary="Provincial dashboards read the aggregates here; auditors replay the history.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(registry.router)
+    app.include_router(summary.router)
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        """The process answers."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health)
+    def readyz(api: ApiDep) -> Any:
+        """Ready when the read-model database answers."""
+        try:
+            with api.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:  # any driver error means not ready
+            return JSONResponse(Health(status="unavailable", database=False).model_dump(), status_code=503)
+        return Health(status="ok", database=True)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus metrics."""
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,88 @@
+"""``/v1/summary``: the figures per province, district and period, computed in SQL."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict
+
+from services.api.deps import ApiDep, PrincipalDep, freshness, resolve_scope
+from services.api.read_your_writes import parse_after, wait_until_applied
+from services.api.summary import parse_group_by, summary_rows
+from services.api.tabular import Tabular, respond
+from services.web.problems import Problem
+
+router = APIRouter(prefix="/v1", tags=["summary"])
+
+ProvinceQuery = Annotated[str | None, Query(pattern=r"^\d{2}$", description="Province code, e.g. 42 (Hà Tĩnh)")]
+DistrictQuery = Annotated[str | None, Query(pattern=r"^\d{3}$", description="District code, e.g. 436")]
+AfterQuery = Annotated[
+    str | None, Query(description="Receipts to wait for, as partition:offset pairs joined by commas")
+]
+
+
+class SummaryRow(BaseModel):
+    model_config = ConfigDict(extra="allow")  # the group's keys, then the figures
+
+    province_code: str | None = None
+    province_name: str | None = None
+    district_code: str | None = None
+    district_name: str | None = None
+    period: str | None = None
+    conferences: int
+    conference_attendees: int
+    programs_signed: int
+    cases_resolved: int
+    cases_stable: int
+    cases_temporarily_stable: int
+    hotspots_prevented: int
+    outreach_sessions: int
+    outreach_attendees: int
+    leaflets: int
+    broadcast_hours: float
+    tips: int
+    valuable_tips: int
+    tip_cases_solved: int
+    models_recognized: int
+    commendations: int
+    procedure_reductions: int
+    mean_reduction_percent: float
+
+
+class Summary(BaseModel):
+    rows: list[SummaryRow]
+    freshness: dict[str, Any]
+
+
+@router.get("/summary", response_model=Summary, response_model_exclude_none=True)
+def get_summary(
+    api: ApiDep,
+    principal: PrincipalDep,
+    tabular: Tabular,
+    province: ProvinceQuery = None,
+    district: DistrictQuery = None,
+    from_: Annotated[date | None, Query(alias="from", description="First day, inclusive")] = None,
+    to: Annotated[date | None, Query(description="Last day, inclusive")] = None,
+    group_by: Annotated[str | None, Query(description="province, district, month, quarter or year; several joined by commas")] = None,
+    after: AfterQuery = None,
+) -> Any:
+    """The coordination figures, one row per group (or one row of totals)."""
+    try:
+        dims = parse_group_by(group_by)
+    except ValueError as exc:
+        raise Problem(422, "Unprocessable Content", str(exc), errors=[{"loc": ["query", "group_by"], "field": "group_by", "message": str(exc), "type": "group_by"}]) from None
+    if from_ and to and from_ > to:
+        raise Problem(422, "Unprocessable Content", "'from' is after 'to'.")
+    wanted = parse_after(after)
+    scope = resolve_scope(api, principal, province, district)
+    wait_until_applied(api.engine, api.tables, wanted, api.settings.read_your_writes_timeout_seconds)
+    with api.engine.connect() as conn:
+        rows = summary_rows(
+            conn, api.tables, province=scope.province, district=scope.district,
+            date_from=from_, date_to=to, group_by=dims,
+        )
+    fresh = freshness(api)
+    body = Summary(rows=[SummaryRow(**r) for r in rows], freshness=fresh)
+    return respond(tabular, body, "summary", headers={"X-Projection-Lag-Ms": str(fresh["lag_ms"])})

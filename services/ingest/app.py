@@ -1,0 +1,291 @@
+"""The ingest service: validate, authorize, append to Kafka with acks=all, answer with a receipt."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from services.ingest import receipts
+from services.ingest.intake import NDJSON, body_digest, parse_batch_body, parse_json, validate_event
+from services.ingest.log_writer import EventLogWriter, LogUnavailable
+from services.ingest.openapi import event_request_body, install_event_schemas
+from services.ingest.rate_limit import RateLimiter
+from services.web import problems
+from services.web.auth import Principal, authenticate, require_role
+from services.web.problems import Problem
+from shared.db.engine import make_engine
+from shared.db.schema import districts
+from shared.events import Event, utc_now
+from shared.logs import configure_logging
+from shared.records import encode_event
+from shared.settings import IngestSettings, get_ingest_settings
+
+log = logging.getLogger(__name__)
+
+EVENTS = Counter("ingest_events_total", "Events answered, by outcome", ["outcome"])
+LATENCY = Histogram("ingest_request_seconds", "Time to answer an ingest request", ["endpoint"])
+RETRY_AFTER_SECONDS = "5"
+
+
+class Receipt(BaseModel):
+    event_id: str
+    status: Literal["accepted", "duplicate"]
+    partition: int
+    offset: int
+
+
+class BatchReceipts(BaseModel):
+    receipts: list[Receipt]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    kafka: bool | None = None
+
+
+@dataclass
+class Ingest:
+    """What a request needs, built once in the lifespan."""
+
+    settings: IngestSettings
+    engine: sa.Engine
+    writer: EventLogWriter
+    known_districts: frozenset[str]
+    limiter: RateLimiter
+
+
+def get_ingest(request: Request) -> Ingest:
+    ingest: Ingest = request.app.state.ingest
+    return ingest
+
+
+IngestDep = Annotated[Ingest, Depends(get_ingest)]
+
+
+async def caller(
+    ingest: IngestDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    principal = await run_in_threadpool(authenticate, ingest.engine, authorization)
+    require_role(principal, "district")
+    wait = ingest.limiter.take(principal.token_id)
+    if wait > 0:
+        raise Problem(
+            429,
+            "Too Many Requests",
+            "This token's rate limit is exhausted; retry later.",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+    return principal
+
+
+CallerDep = Annotated[Principal, Depends(caller)]
+
+
+def create_app(settings: IngestSettings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        config = settings or get_ingest_settings()
+        configure_logging(config.log_level, service="ingest")
+        engine = make_engine(config.database_url)
+        with engine.connect() as conn:
+            known = frozenset(conn.scalars(sa.select(districts.c.code).where(districts.c.valid_to.is_(None))))
+        writer = EventLogWriter(config.kafka_bootstrap_servers, config.events_topic, config.produce_timeout_seconds)
+        limiter = RateLimiter(config.rate_limit_per_second, config.rate_limit_burst)
+        app.state.ingest = Ingest(config, engine, writer, known, limiter)
+        yield
+        writer.close()
+        engine.dispose()
+
+    app = FastAPI(
+        title="District Ledger ingest",
+        version="1",
+        summary="District systems report their coordination work here; Kafka is the record.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    install_event_schemas(app)
+
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        response_model=Receipt,
+        openapi_extra=event_request_body(batch=False),
+        responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
+    )
+    async def post_event(request: Request, ingest: IngestDep, principal: CallerDep) -> Receipt:
+        """Append one event. 202 only once Kafka acknowledged it (acks=all)."""
+        started = time.perf_counter()
+        body = await read_body(request, ingest.settings.max_body_bytes, {"application/json"})
+        item = parse_json(body)
+        event, errors, forbidden = validate_event(item, principal, ingest.known_districts, utc_now())
+        if forbidden:
+            raise Problem(403, "Forbidden", "A district token may only post its own district's events.")
+        if event is None:
+            raise Problem(422, "Unprocessable Content", "The event is invalid.", errors=errors)
+        [receipt] = await run_in_threadpool(append_events, ingest, [event])
+        LATENCY.labels("event").observe(time.perf_counter() - started)
+        return receipt
+
+    @app.post(
+        "/v1/events/batch",
+        status_code=202,
+        response_model=BatchReceipts,
+        openapi_extra=event_request_body(batch=True),
+        responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
+    )
+    async def post_batch(request: Request, ingest: IngestDep, principal: CallerDep) -> BatchReceipts:
+        """Append up to 1,000 events, all or none: one invalid item rejects the whole batch."""
+        started = time.perf_counter()
+        content_type = content_type_of(request)
+        body = await read_body(request, ingest.settings.max_body_bytes, {"application/json", NDJSON})
+        items = parse_batch_body(body, content_type)
+        limit = ingest.settings.max_batch_items
+        if not items or len(items) > limit:
+            raise Problem(422, "Unprocessable Content", f"A batch holds 1 to {limit} events; this one holds {len(items)}.")
+        now = utc_now()
+        valid: list[Event] = []
+        errors: list[dict[str, Any]] = []
+        forbidden: list[int] = []
+        for index, item in enumerate(items):
+            event, item_errors, item_forbidden = validate_event(
+                item, principal, ingest.known_districts, now, prefix=(index,)
+            )
+            if item_forbidden:
+                forbidden.append(index)
+            elif event is None:
+                errors.extend({**error, "index": index} for error in item_errors)
+            else:
+                valid.append(event)
+        if forbidden:
+            raise Problem(
+                403, "Forbidden", "A district token may only post its own district's events.", forbidden_items=forbidden
+            )
+        if errors:
+            bad = sorted({error["index"] for error in errors})
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"{len(bad)} of {len(items)} events are invalid; none was accepted.",
+                errors=errors,
+                invalid_items=bad,
+            )
+        result = await run_in_threadpool(append_events, ingest, valid)
+        LATENCY.labels("batch").observe(time.perf_counter() - started)
+        return BatchReceipts(receipts=result)
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        """The process answers."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, responses=problem_responses(503))
+    def readyz(ingest: IngestDep) -> Any:
+        """Ready when a Kafka broker answers a metadata request now."""
+        if ingest.writer.reachable():
+            return Health(status="ok", kafka=True)
+        return JSONResponse(Health(status="unavailable", kafka=False).model_dump(), status_code=503)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus metrics."""
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {"description": "Problem details (RFC 9457)", "content": {problems.PROBLEM_JSON: {}}}
+        for status in statuses
+    }
+
+
+def content_type_of(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int, accepted_types: set[str]) -> bytes:
+    content_type = content_type_of(request)
+    if content_type not in accepted_types:
+        raise Problem(
+            415, "Unsupported Media Type", f"Send {' or '.join(sorted(accepted_types))}, not {content_type or 'nothing'}."
+        )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, "Content Too Large", f"The body is over {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():  # counted as it arrives: a missing length can't bypass it
+        body.extend(chunk)
+        if len(body) > limit:
+            raise Problem(413, "Content Too Large", f"The body is over {limit} bytes.")
+    return bytes(body)
+
+
+def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
+    """Append the events not yet accepted; answer resends with their original receipt.
+
+    Blocking (database and Kafka): called in the thread pool.
+    """
+    digests = {str(e.event_id): body_digest(e) for e in events}
+    stored = receipts.find(ingest.engine, digests)
+    conflicts = [event_id for event_id, digest in digests.items() if event_id in stored and stored[event_id].body_sha256 != digest]
+    seen_in_request: dict[str, str] = {}
+    for event in events:
+        event_id = str(event.event_id)
+        if seen_in_request.setdefault(event_id, digests[event_id]) != body_digest(event):
+            conflicts.append(event_id)
+    if conflicts:
+        EVENTS.labels("conflict").inc(len(conflicts))
+        raise Problem(
+            409,
+            "Conflict",
+            "An event_id was already used for a different event; none was accepted.",
+            conflicting_event_ids=sorted(set(conflicts)),
+        )
+    new: dict[str, Event] = {}
+    for event in events:
+        event_id = str(event.event_id)
+        if event_id not in stored:
+            new.setdefault(event_id, event)
+    received_at: datetime = utc_now()
+    records = [(e.district_code, encode_event(e, received_at)) for e in new.values()]
+    try:
+        positions = ingest.writer.append(records) if records else []
+    except LogUnavailable as exc:
+        EVENTS.labels("unavailable").inc(len(events))
+        raise Problem(
+            503,
+            "Service Unavailable",
+            "The event log did not acknowledge; nothing was accepted. Retry with the same event_id.",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        ) from exc
+    accepted = {
+        event_id: receipts.Receipt(event_id, digests[event_id], p.partition, p.offset, received_at)
+        for event_id, p in zip(new, positions, strict=True)
+    }
+    receipts.record(ingest.engine, list(accepted.values()))
+    answers: list[Receipt] = []
+    answered: set[str] = set()
+    for event in events:
+        event_id = str(event.event_id)
+        original = stored.get(event_id) or accepted[event_id]
+        status: Literal["accepted", "duplicate"] = (
+            "accepted" if event_id in accepted and event_id not in answered else "duplicate"
+        )
+        answered.add(event_id)
+        answers.append(Receipt(event_id=event_id, status=status, partition=original.partition, offset=original.offset))
+    EVENTS.labels("accepted").inc(len(accepted))
+    EVENTS.labels("duplicate").inc(len(events) - len(accepted))
+    return answers

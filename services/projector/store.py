@@ -1,0 +1,228 @@
+"""Writing a batch of log records into the read models, in ONE transaction with the offsets.
+
+The stored offset of each partition is the next record to apply. A batch re-reads it inside the
+transaction (locking the row on PostgreSQL) and applies only records at or past it, so a batch
+that another projector or an earlier life of this one already applied is skipped, not doubled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from shared import events as ev
+from shared import registry
+from shared.db.schema import ReadModels
+from shared.db.upserts import insert_ignoring_conflicts, insert_or_add, insert_or_replace
+from shared.folds import STORED_FIGURES, Changes, KnownEvent, StoredEvent, fold
+from shared.records import UndecodableRecord, chain_hash, decode_record, genesis_hash
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One Kafka record, as the projector needs it (no Kafka types past the consumer)."""
+
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    duplicates: int = 0
+    dead_letters: list[tuple[LogRecord, str]] = field(default_factory=list)
+    skipped_already_applied: int = 0
+    # partition -> offset to seek back to, when the consumer ran past the stored position
+    rewind: dict[int, int] = field(default_factory=dict)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+
+
+class ReadModelStore:
+    def __init__(self, engine: sa.Engine, tables: ReadModels, topic: str) -> None:
+        self.engine = engine
+        self.tables = tables
+        self.topic = topic
+
+    def stored_offsets(self) -> dict[int, int]:
+        offsets = self.tables.offsets
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(offsets.c.partition, offsets.c.next_offset).where(offsets.c.topic == self.topic)
+            )
+            return {row.partition: row.next_offset for row in rows}
+
+    def apply(self, records: Sequence[LogRecord]) -> BatchResult:
+        """Apply records (in log order within each partition) and advance the offsets, atomically."""
+        result = BatchResult()
+        by_partition: dict[int, list[LogRecord]] = {}
+        for record in records:
+            by_partition.setdefault(record.partition, []).append(record)
+        with self.engine.begin() as conn:
+            heads = self._lock_heads(conn, by_partition)
+            fresh: list[LogRecord] = []
+            for partition, items in by_partition.items():
+                next_offset, _ = heads[partition]
+                items = [r for r in items if r.offset >= next_offset]
+                result.skipped_already_applied += len(by_partition[partition]) - len(items)
+                if items and items[0].offset != next_offset:
+                    result.rewind[partition] = next_offset  # a gap: never apply past it
+                    continue
+                fresh.extend(items)
+            if not fresh:
+                return result
+            stored, hashes = self._decode_and_chain(fresh, heads, result)
+            known = self._known(conn, stored)
+            changes = fold(stored, known)
+            self._write(conn, changes, hashes)
+            self._park(conn, result.dead_letters)
+            self._advance(conn, heads, fresh, hashes)
+        result.applied = len(changes.archived)
+        result.duplicates = len(changes.duplicates)
+        result.next_offsets = {p: heads[p][0] for p in heads}
+        return result
+
+    # --- steps of a batch ----------------------------------------------------------------
+
+    def _lock_heads(self, conn: sa.Connection, partitions: Iterable[int]) -> dict[int, tuple[int, str]]:
+        offsets = self.tables.offsets
+        query = sa.select(offsets.c.partition, offsets.c.next_offset, offsets.c.chain_hash).where(
+            offsets.c.topic == self.topic, offsets.c.partition.in_(list(partitions))
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()  # two projectors on one partition take turns
+        found = {row.partition: (row.next_offset, row.chain_hash) for row in conn.execute(query)}
+        return {p: found.get(p, (0, genesis_hash(p))) for p in partitions}
+
+    def _decode_and_chain(
+        self, records: Sequence[LogRecord], heads: dict[int, tuple[int, str]], result: BatchResult
+    ) -> tuple[list[StoredEvent], dict[tuple[int, int], str]]:
+        stored: list[StoredEvent] = []
+        hashes: dict[tuple[int, int], str] = {}
+        last_hash = {p: head_hash for p, (_, head_hash) in heads.items()}
+        for record in records:
+            last_hash[record.partition] = chain_hash(last_hash[record.partition], record.value)
+            hashes[(record.partition, record.offset)] = last_hash[record.partition]
+            try:
+                item = decode_record(record.value, record.partition, record.offset)
+                if registry.province_of(item.event.district_code) is None:
+                    raise UndecodableRecord(f"unknown district {item.event.district_code}")
+            except UndecodableRecord as exc:
+                result.dead_letters.append((record, str(exc)))
+                continue
+            stored.append(item)
+        return stored, hashes
+
+    def _known(self, conn: sa.Connection, stored: Sequence[StoredEvent]) -> dict[UUID, KnownEvent]:
+        ids = {str(s.event_id) for s in stored}
+        ids |= {
+            str(s.event.payload.retracted_event_id) for s in stored if isinstance(s.event, ev.EventRetracted)
+        }
+        archive = self.tables.archive
+        known: dict[UUID, KnownEvent] = {}
+        id_list = sorted(ids)
+        for start in range(0, len(id_list), 1000):
+            rows = conn.execute(
+                sa.select(archive.c.body, archive.c.partition, archive.c.offset, archive.c.retracted_by).where(
+                    archive.c.event_id.in_(id_list[start : start + 1000])
+                )
+            )
+            for row in rows:
+                event = decode_record(row.body.encode(), row.partition, row.offset).event
+                known[event.event_id] = KnownEvent(event, retracted=row.retracted_by is not None)
+        return known
+
+    def _write(self, conn: sa.Connection, changes: Changes, hashes: Mapping[tuple[int, int], str]) -> None:
+        t = self.tables
+        insert_ignoring_conflicts(
+            conn,
+            t.archive,
+            [
+                {
+                    "event_id": str(s.event_id),
+                    "partition": s.partition,
+                    "offset": s.offset,
+                    "received_at": s.received_at,
+                    "district_code": s.event.district_code,
+                    "province_code": registry.province_of(s.event.district_code),
+                    "type": s.event.type,
+                    "schema_version": s.event.schema_version,
+                    "occurred_on": s.event.occurred_day,
+                    "body": s.raw.decode(),
+                    "chain_hash": hashes[(s.partition, s.offset)],
+                    "note": changes.retraction_notes.get(s.event_id),
+                }
+                for s in changes.archived
+            ],
+        )
+        for target, retraction in changes.retracted.items():
+            conn.execute(
+                t.archive.update().where(t.archive.c.event_id == str(target)).values(retracted_by=str(retraction))
+            )
+        figure_rows = [
+            {
+                "day": day,
+                "district_code": district,
+                "province_code": registry.province_of(district),
+                **{name: delta.get(name, 0) for name in STORED_FIGURES},
+            }
+            for (day, district), delta in changes.figures.items()
+        ]
+        insert_or_add(conn, t.figures, figure_rows, key=("day", "district_code"), added=STORED_FIGURES)
+        positions = {s.event_id: s for s in changes.archived}
+        for model, rows in changes.list_rows.items():
+            insert_or_replace(
+                conn,
+                t.list_table(model),
+                [
+                    {
+                        "event_id": str(event_id),
+                        "district_code": positions[event_id].event.district_code,
+                        "province_code": registry.province_of(positions[event_id].event.district_code),
+                        "partition": positions[event_id].partition,
+                        "offset": positions[event_id].offset,
+                        **row,
+                    }
+                    for event_id, row in rows.items()
+                ],
+                key=("event_id",),
+            )
+        for model, removed in changes.list_removals.items():
+            table = t.list_table(model)
+            conn.execute(table.delete().where(table.c.event_id.in_([str(i) for i in removed])))
+
+    def _park(self, conn: sa.Connection, dead: Sequence[tuple[LogRecord, str]]) -> None:
+        now = datetime.now(UTC)
+        insert_ignoring_conflicts(
+            conn,
+            self.tables.dead_letters,
+            [
+                {"partition": r.partition, "offset": r.offset, "reason": reason, "value": r.value, "parked_at": now}
+                for r, reason in dead
+            ],
+        )
+
+    def _advance(
+        self,
+        conn: sa.Connection,
+        heads: dict[int, tuple[int, str]],
+        records: Sequence[LogRecord],
+        hashes: Mapping[tuple[int, int], str],
+    ) -> None:
+        now = datetime.now(UTC)
+        for record in records:
+            heads[record.partition] = (record.offset + 1, hashes[(record.partition, record.offset)])
+        insert_or_replace(
+            conn,
+            self.tables.offsets,
+            [
+                {"topic": self.topic, "partition": p, "next_offset": n, "chain_hash": h, "updated_at": now}
+                for p, (n, h) in heads.items()
+                if any(r.partition == p for r in records)
+            ],
+            key=("topic", "partition"),
+        )

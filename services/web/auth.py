@@ -1,0 +1,92 @@
+"""Bearer tokens and roles. Tokens are random secrets stored only as their SHA-256 hash.
+
+A token is high-entropy (32 random bytes), so a fast hash is the right store: there is nothing
+to brute-force, and verifying costs one indexed lookup per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import sqlalchemy as sa
+
+from services.web.problems import Problem
+from shared.db.schema import tokens
+
+Role = Literal["district", "dashboard", "auditor"]
+ROLES: tuple[Role, ...] = ("district", "dashboard", "auditor")
+TOKEN_PREFIX = "dl_"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: str
+    role: Role
+    district_code: str | None
+    province_code: str | None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(
+    engine: sa.Engine,
+    role: Role,
+    *,
+    district_code: str | None = None,
+    province_code: str | None = None,
+    label: str | None = None,
+) -> tuple[str, str]:
+    """Store a new token's hash; return (token_id, the token itself, shown only this once)."""
+    token_id = secrets.token_hex(8)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(
+            tokens.insert().values(
+                token_id=token_id,
+                token_hash=hash_token(token),
+                role=role,
+                district_code=district_code,
+                province_code=province_code,
+                label=label,
+                created_at=datetime.now(UTC),
+            )
+        )
+    return token_id, token
+
+
+def revoke_token(engine: sa.Engine, token_id: str) -> bool:
+    with engine.begin() as conn:
+        result = conn.execute(
+            tokens.update()
+            .where(tokens.c.token_id == token_id, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+    return result.rowcount == 1
+
+
+def authenticate(engine: sa.Engine, authorization: str | None) -> Principal:
+    """The principal behind an ``Authorization: Bearer`` header, or a 401 problem."""
+    unauthorized = {"WWW-Authenticate": 'Bearer realm="district-ledger"'}
+    if not authorization:
+        raise Problem(401, "Unauthorized", "An Authorization: Bearer token is required.", headers=unauthorized)
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "Unauthorized", "Use the Bearer scheme.", headers=unauthorized)
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(tokens).where(tokens.c.token_hash == hash_token(token.strip()))
+        ).first()
+    if row is None or row.revoked_at is not None:
+        raise Problem(401, "Unauthorized", "The token is unknown or revoked.", headers=unauthorized)
+    return Principal(row.token_id, row.role, row.district_code, row.province_code)
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    if principal.role not in roles:
+        raise Problem(403, "Forbidden", f"This needs the role {' or '.join(roles)}; the token is {principal.role}.")

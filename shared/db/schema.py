@@ -1,0 +1,204 @@
+"""The database: the org registry, tokens, ingest receipts, and the projector's read models.
+
+Tables are SQLAlchemy Core; Alembic migrations create them. The read models are built by
+``read_model_tables(prefix)`` so that a rebuild can fill a fresh set (``prefix="rebuild_"``)
+with the same definitions and then swap it in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+provinces = sa.Table(
+    "provinces",
+    metadata,
+    sa.Column("code", sa.String(2), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("codename", sa.String(100), nullable=False),
+    # A unit's validity lets a later reorganization add new units without losing history.
+    sa.Column("valid_from", sa.Date, nullable=True),
+    sa.Column("valid_to", sa.Date, nullable=True),
+)
+
+districts = sa.Table(
+    "districts",
+    metadata,
+    sa.Column("code", sa.String(3), primary_key=True),
+    sa.Column("province_code", sa.String(2), sa.ForeignKey("provinces.code"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("codename", sa.String(100), nullable=False),
+    sa.Column("valid_from", sa.Date, nullable=True),
+    sa.Column("valid_to", sa.Date, nullable=True),
+    sa.Index("ix_districts_province", "province_code"),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("token_id", sa.String(16), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("district_code", sa.String(3), nullable=True),
+    sa.Column("province_code", sa.String(2), nullable=True),
+    sa.Column("label", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# What ingest told each sender, so a resend gets its original receipt back.
+ingest_receipts = sa.Table(
+    "ingest_receipts",
+    metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class ReadModels:
+    """One complete set of projector tables."""
+
+    offsets: sa.Table
+    archive: sa.Table
+    figures: sa.Table
+    programs: sa.Table
+    conferences: sa.Table
+    cases: sa.Table
+    dead_letters: sa.Table
+
+    @property
+    def all(self) -> tuple[sa.Table, ...]:
+        return (
+            self.offsets,
+            self.archive,
+            self.figures,
+            self.programs,
+            self.conferences,
+            self.cases,
+            self.dead_letters,
+        )
+
+    def list_table(self, name: str) -> sa.Table:
+        return {"programs": self.programs, "conferences": self.conferences, "cases": self.cases}[
+            name
+        ]
+
+
+def read_model_tables(meta: sa.MetaData, prefix: str = "") -> ReadModels:
+    # Imported here: the figure names are defined once, by the folds.
+    from shared.folds import STORED_FIGURES
+
+    def scoped(*columns: sa.Column[object]) -> list[sa.Column[object]]:
+        return [
+            sa.Column("event_id", sa.String(36), primary_key=True),
+            sa.Column("district_code", sa.String(3), nullable=False),
+            sa.Column("province_code", sa.String(2), nullable=False),
+            *columns,
+            sa.Column("partition", sa.Integer, nullable=False),
+            sa.Column("offset", sa.BigInteger, nullable=False),
+        ]
+
+    p = prefix
+    return ReadModels(
+        # The projector's position, written in the same transaction as the changes it made.
+        offsets=sa.Table(
+            f"{p}projector_offsets",
+            meta,
+            sa.Column("topic", sa.String(200), primary_key=True),
+            sa.Column("partition", sa.Integer, primary_key=True),
+            sa.Column("next_offset", sa.BigInteger, nullable=False),
+            sa.Column("chain_hash", sa.String(64), nullable=False),
+            sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        ),
+        archive=sa.Table(
+            f"{p}event_archive",
+            meta,
+            sa.Column("event_id", sa.String(36), primary_key=True),
+            sa.Column("partition", sa.Integer, nullable=False),
+            sa.Column("offset", sa.BigInteger, nullable=False),
+            sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("district_code", sa.String(3), nullable=False),
+            sa.Column("province_code", sa.String(2), nullable=False),
+            sa.Column("type", sa.String(40), nullable=False),
+            sa.Column("schema_version", sa.Integer, nullable=False),
+            sa.Column("occurred_on", sa.Date, nullable=False),
+            sa.Column("body", sa.Text, nullable=False),
+            sa.Column("chain_hash", sa.String(64), nullable=False),
+            sa.Column("retracted_by", sa.String(36), nullable=True),
+            sa.Column("note", sa.String(100), nullable=True),
+            sa.UniqueConstraint("partition", "offset", name=f"uq_{p}archive_position"),
+            sa.Index(f"ix_{p}archive_district_type", "district_code", "type"),
+        ),
+        figures=sa.Table(
+            f"{p}daily_figures",
+            meta,
+            sa.Column("day", sa.Date, primary_key=True),
+            sa.Column("district_code", sa.String(3), primary_key=True),
+            sa.Column("province_code", sa.String(2), nullable=False),
+            *[sa.Column(name, sa.BigInteger, nullable=False, default=0) for name in STORED_FIGURES],
+            sa.Index(f"ix_{p}figures_province_day", "province_code", "day"),
+        ),
+        programs=sa.Table(
+            f"{p}programs",
+            meta,
+            *scoped(
+                sa.Column("program_id", sa.String(64), nullable=False),
+                sa.Column("title", sa.String(500), nullable=False),
+                sa.Column("parties", sa.JSON, nullable=False),
+                sa.Column("period_start", sa.Integer, nullable=False),
+                sa.Column("period_end", sa.Integer, nullable=False),
+                sa.Column("content_items", sa.JSON, nullable=False),
+                sa.Column("signed_by", sa.JSON, nullable=False),
+                sa.Column("signed_on", sa.Date, nullable=False),
+            ),
+            sa.Index(f"ix_{p}programs_province", "province_code", "district_code"),
+        ),
+        conferences=sa.Table(
+            f"{p}conferences",
+            meta,
+            *scoped(
+                sa.Column("title", sa.String(500), nullable=False),
+                sa.Column("kind", sa.String(20), nullable=False),
+                sa.Column("organizers", sa.JSON, nullable=False),
+                sa.Column("attendees", sa.Integer, nullable=False),
+                sa.Column("online", sa.Boolean, nullable=False),
+                sa.Column("connection_points", sa.Integer, nullable=True),
+                sa.Column("program_id", sa.String(64), nullable=True),
+                sa.Column("held_on", sa.Date, nullable=False),
+            ),
+            sa.Index(f"ix_{p}conferences_province", "province_code", "district_code"),
+        ),
+        cases=sa.Table(
+            f"{p}cases",
+            meta,
+            *scoped(
+                sa.Column("case_id", sa.String(64), nullable=False),
+                sa.Column("category", sa.String(20), nullable=False),
+                sa.Column("resolution", sa.String(20), nullable=False),
+                sa.Column("hotspot_prevented", sa.Boolean, nullable=False),
+                sa.Column("program_id", sa.String(64), nullable=True),
+                sa.Column("resolved_on", sa.Date, nullable=False),
+            ),
+            sa.Index(f"ix_{p}cases_province", "province_code", "district_code"),
+        ),
+        # Poison records: parked with the reason and position, never skipped silently.
+        dead_letters=sa.Table(
+            f"{p}dead_letters",
+            meta,
+            sa.Column("partition", sa.Integer, primary_key=True),
+            sa.Column("offset", sa.BigInteger, primary_key=True),
+            sa.Column("reason", sa.Text, nullable=False),
+            sa.Column("value", sa.LargeBinary, nullable=True),
+            sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False),
+        ),
+    )
+
+
+read_models = read_model_tables(metadata)

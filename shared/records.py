@@ -1,0 +1,59 @@
+"""How an event is written to and read back from the log, and the hash chain over it.
+
+A record's value is the event's canonical JSON (sorted keys, no spaces, NFC text) plus the
+server's ``received_at``; its key is the district code, so one district's events stay in order.
+Each record's chain hash covers the previous hash in its partition and the record's exact bytes,
+so rewriting any stored byte changes every hash after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.events import Event, parse_event
+from shared.folds import StoredEvent
+
+
+class UndecodableRecord(ValueError):
+    """A record whose bytes are not a readable event: parked as poison, never skipped silently."""
+
+
+def canonical_json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_event(event: Event, received_at: datetime) -> bytes:
+    body = event.model_dump(mode="json", exclude_none=True)
+    body["received_at"] = received_at.astimezone(UTC).isoformat()
+    return canonical_json(body)
+
+
+def decode_record(value: bytes | None, partition: int, offset: int) -> StoredEvent:
+    """Read one record value back into a StoredEvent; raise UndecodableRecord with the reason."""
+    if value is None:
+        raise UndecodableRecord("empty record")
+    try:
+        body = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UndecodableRecord(f"not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise UndecodableRecord("not a JSON object")
+    try:
+        received_at = datetime.fromisoformat(body.pop("received_at"))
+        event = parse_event(body)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UndecodableRecord(f"not a valid event: {exc}") from exc
+    return StoredEvent(event, partition, offset, received_at, value)
+
+
+def genesis_hash(partition: int) -> str:
+    return hashlib.sha256(f"district-ledger:partition:{partition}".encode()).hexdigest()
+
+
+def chain_hash(previous: str, value: bytes | None) -> str:
+    digest = hashlib.sha256(bytes.fromhex(previous))
+    digest.update(value or b"")
+    return digest.hexdigest()

@@ -1,0 +1,70 @@
+"""Configuration from the environment, one settings class per service.
+
+Build them through the ``get_*_settings()`` functions (cached), never at import time, so tests
+and commands can set the environment first.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    events_topic: str = "district-ledger.events"
+    events_topic_partitions: int = Field(default=6, ge=1)
+    database_url: str = "sqlite:///./var/ledger.db"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _no_embedded_database_in_production(self) -> CommonSettings:
+        # SQLite is the one-machine default; a deployment must say where its database is.
+        if self.environment == "production" and self.database_url.startswith("sqlite"):
+            raise ValueError("DATABASE_URL must name a server database in production")
+        return self
+
+
+class IngestSettings(CommonSettings):
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8001
+    max_body_bytes: int = 1024 * 1024
+    max_batch_items: int = 1000
+    rate_limit_per_second: float = Field(default=2000.0, gt=0)
+    rate_limit_burst: int = Field(default=4000, ge=1)
+    produce_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class ProjectorSettings(CommonSettings):
+    projector_group_id: str = "district-ledger-projector"
+    projector_batch_max_records: int = Field(default=5000, ge=1)
+    projector_poll_timeout_ms: int = Field(default=200, ge=1)
+    projector_metrics_port: int = 8003
+    dead_letter_topic: str = "district-ledger.events.dead-letters"
+
+
+class ApiSettings(CommonSettings):
+    api_host: str = "127.0.0.1"
+    api_port: int = 8002
+    read_your_writes_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
+@cache
+def get_ingest_settings() -> IngestSettings:
+    return IngestSettings()
+
+
+@cache
+def get_projector_settings() -> ProjectorSettings:
+    return ProjectorSettings()
+
+
+@cache
+def get_api_settings() -> ApiSettings:
+    return ApiSettings()
