@@ -140,3 +140,46 @@ def tokens_list() -> None:
                 f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "",
             )
     Console().print(table)
+
+
+@app.command()
+def demo(
+    ingest_url: Annotated[str, typer.Option(help="Where ingest listens")] = "http://127.0.0.1:8001",
+    small: Annotated[bool, typer.Option(help="Three districts of two provinces, two years")] = False,
+    seed: Annotated[int, typer.Option(help="Same seed, same events")] = 2022,
+) -> None:
+    """Load realistic sample data (modelled on the seed articles) through ingest, like districts do."""
+    import httpx
+    from rich.progress import Progress
+
+    from services.demo import generate
+    from services.web.auth import create_token
+
+    if small:
+        data = generate(provinces=("42", "01"), per_province=3, years=(2023, 2024), seed=seed)
+    else:
+        data = generate(seed=seed)
+    engine = _engine()
+    total = sum(len(events) for events in data.values())
+    accepted = duplicates = 0
+    with httpx.Client(base_url=ingest_url, timeout=60) as client, Progress(console=console) as progress:
+        task = progress.add_task("posting sample events", total=total)
+        for district, events in data.items():
+            _, token = create_token(engine, "district", district_code=district, label="demo")
+            for start in range(0, len(events), 1000):
+                chunk = events[start : start + 1000]
+                response = client.post(
+                    "/v1/events/batch", json=chunk, headers={"Authorization": f"Bearer {token}"}
+                )
+                if response.status_code != 202:
+                    console.print(f"[red]ingest answered {response.status_code}: {response.text[:500]}")
+                    raise typer.Exit(1)
+                statuses = [r["status"] for r in response.json()["receipts"]]
+                accepted += statuses.count("accepted")
+                duplicates += statuses.count("duplicate")
+                progress.advance(task, len(chunk))
+    console.print(f"{accepted} events accepted, {duplicates} already there, from {len(data)} districts")
+
+
+if __name__ == "__main__":
+    app()

@@ -62,7 +62,12 @@ paths() {
   ((${#SOCK} + 20 < 107)) || SOCK="/tmp/district-ledger-pg-$PGPORT"
 }
 
-running() { [[ -f "$DATA/PG_VERSION" ]] && as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
+# Not pg_ctl status: it counts a killed postmaster that is still a zombie as running.
+running() {
+  local pid
+  pid="$(head -n 1 "$DATA/postmaster.pid" 2>/dev/null)" || return 1
+  [[ -n "$pid" && "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" =~ ^[^ZX]$ ]]
+}
 ready() { "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" -t 2; }
 psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
 
@@ -72,6 +77,8 @@ cmd_start() {
   if running; then
     ready && return 0
   else
+    # Else createdb & co. would quietly talk to some other server on that port.
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$PGPORT") 2>/dev/null || die "port $PGPORT is already in use by another process"
     mkdir -p "$STATE" "$SOCK"
     ((EUID != 0)) || chown postgres:postgres "$STATE" "$SOCK"
     if [[ ! -f "$DATA/PG_VERSION" ]]; then
@@ -90,8 +97,14 @@ unix_socket_directories = '$SOCK'
 max_connections = 200
 shared_buffers = 128MB
 EOF
-    as_pg "$BIN/pg_ctl" -D "$DATA" -l "$STATE/postgres.log" -w -t 60 start >/dev/null \
-      || { tail -n 20 "$STATE/postgres.log" >&2; die "pg_ctl start failed"; }
+    # Retried: after a kill -9 of the postmaster its old backends hold the shared memory for a
+    # second or two, and a new postmaster refuses to start until they are gone.
+    local try
+    for ((try = 1; ; try++)); do
+      as_pg "$BIN/pg_ctl" -D "$DATA" -l "$STATE/postgres.log" -w -t 60 start >/dev/null && break
+      ((try < 10)) || { tail -n 20 "$STATE/postgres.log" >&2; die "pg_ctl start failed"; }
+      sleep 1
+    done
   fi
   local i
   for ((i = 0; i < 60; i++)); do

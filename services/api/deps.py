@@ -40,7 +40,7 @@ class LogPositions:
                         bootstrap_servers=self.bootstrap_servers,
                         client_id="district-ledger-api",
                         request_timeout_ms=3000,
-                        api_version_auto_timeout_ms=3000,
+                        bootstrap_timeout_ms=3000,
                     )
                 partitions = self._consumer.partitions_for_topic(self.topic) or set()
                 ends = self._consumer.end_offsets([TopicPartition(self.topic, p) for p in partitions])

@@ -63,7 +63,7 @@ class EventLogWriter:
                 bootstrap_servers=self.bootstrap_servers,
                 client_id="district-ledger-ingest-readyz",
                 request_timeout_ms=2000,
-                api_version_auto_timeout_ms=2000,
+                bootstrap_timeout_ms=2000,
             )
         except KafkaError:
             return False

@@ -1,0 +1,72 @@
+"""One ConferenceHeld through the real system: ingest -> Kafka -> projector -> SQL -> query API."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+
+from shared.examples import EXAMPLES
+from tests.support import broker_control, running_stack, wait_for
+
+HA_TINH_CITY = "436"
+
+
+def conference(attendees: int) -> dict[str, object]:
+    event = copy.deepcopy(EXAMPLES["ConferenceHeld"])
+    event["event_id"] = str(uuid.uuid4())
+    event["payload"]["attendees"] = attendees  # type: ignore[index]
+    return event
+
+
+def test_a_posted_conference_is_served_by_the_summary_once_even_if_sent_twice(
+    kafka_bootstrap: str, postgres_url: str, topic: str, tmp_path: Path
+) -> None:
+    with running_stack(kafka_bootstrap, postgres_url, topic, tmp_path) as stack:
+        district = {"Authorization": f"Bearer {stack.token('district', HA_TINH_CITY)}"}
+        dashboard = {"Authorization": f"Bearer {stack.token('dashboard')}"}
+        event = conference(attendees=137)
+
+        first = httpx.post(f"{stack.ingest_url}/v1/events", json=event, headers=district)
+        again = httpx.post(f"{stack.ingest_url}/v1/events", json=event, headers=district)
+
+        assert first.status_code == 202, first.text
+        receipt = first.json()
+        assert receipt["status"] == "accepted"
+        assert again.status_code == 202
+        assert again.json() == {**receipt, "status": "duplicate"}
+        summary = httpx.get(
+            f"{stack.api_url}/v1/summary",
+            params={"district": HA_TINH_CITY, "after": f"{receipt['partition']}:{receipt['offset']}"},
+            headers=dashboard,
+            timeout=15,
+        )
+        assert summary.status_code == 200, summary.text
+        [row] = summary.json()["rows"]
+        assert (row["conferences"], row["conference_attendees"]) == (1, 137)
+        assert "X-Projection-Lag-Ms" in summary.headers
+
+
+def test_ingest_is_not_ready_while_the_broker_is_stopped_and_ready_again_after(
+    kafka_bootstrap: str, sqlite_url: str, topic: str, tmp_path: Path
+) -> None:
+    control = broker_control()
+    with running_stack(kafka_bootstrap, sqlite_url, topic, tmp_path, services=("ingest",)) as stack:
+        district = {"Authorization": f"Bearer {stack.token('district', HA_TINH_CITY)}"}
+        event = conference(attendees=40)
+        subprocess.run([control, "stop"], check=True, capture_output=True)
+        try:
+            wait_for(f"{stack.ingest_url}/readyz", status=503, timeout=30)
+            refused = httpx.post(f"{stack.ingest_url}/v1/events", json=event, headers=district, timeout=30)
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"]
+            assert refused.headers["content-type"] == "application/problem+json"
+        finally:
+            subprocess.run([control, "start"], check=True, capture_output=True)
+        wait_for(f"{stack.ingest_url}/readyz", status=200, timeout=60)
+        retried = httpx.post(f"{stack.ingest_url}/v1/events", json=event, headers=district, timeout=30)
+        assert retried.status_code == 202, retried.text
+        assert retried.json()["status"] == "accepted"

@@ -1,0 +1,142 @@
+"""Helpers the tests share: running the services as real processes, and tokens."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from services.web.auth import Role, create_token
+from shared.db.engine import make_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 60, status: int = 200) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=5)
+            if response.status_code == status:
+                return
+            last = response.status_code
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer {status} within {timeout}s (last: {last})")
+
+
+@dataclass
+class Stack:
+    """The three services as separate processes against one topic and one database."""
+
+    env: dict[str, str]
+    logs: Path
+    ingest_url: str
+    api_url: str
+    database_url: str
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, service: str, name: str | None = None) -> subprocess.Popen[bytes]:
+        name = name or service
+        log = (self.logs / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", service],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes[name] = process
+        return process
+
+    def stop(self, name: str, kill: bool = False) -> None:
+        process = self.processes.pop(name)
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+    def token(self, role: Role, district: str | None = None, province: str | None = None) -> str:
+        engine = make_engine(self.database_url)
+        try:
+            return create_token(engine, role, district_code=district, province_code=province)[1]
+        finally:
+            engine.dispose()
+
+    def log_text(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+
+@contextmanager
+def running_stack(
+    kafka_bootstrap: str, database_url: str, topic: str, logs: Path, services: tuple[str, ...] = ("ingest", "projector", "api")
+) -> Iterator[Stack]:
+    ingest_port, api_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DATABASE_URL": database_url,
+        "EVENTS_TOPIC": topic,
+        "DEAD_LETTER_TOPIC": f"{topic}.dead-letters",
+        "PROJECTOR_GROUP_ID": f"projector-{uuid.uuid4().hex[:8]}",
+        "PROJECTOR_METRICS_PORT": str(free_port()),
+        "PROJECTOR_POLL_TIMEOUT_MS": "50",
+        "INGEST_PORT": str(ingest_port),
+        "API_PORT": str(api_port),
+        "PRODUCE_TIMEOUT_SECONDS": "5",
+        "PYTHONUNBUFFERED": "1",
+    }
+    stack = Stack(env, logs, f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{api_port}", database_url)
+    try:
+        for service in services:
+            stack.start(service)
+        if "ingest" in services:
+            wait_for(f"{stack.ingest_url}/readyz")
+        if "api" in services:
+            wait_for(f"{stack.api_url}/readyz")
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def broker_control() -> str:
+    control = os.environ.get("LEDGER_TEST_BROKER_CONTROL")
+    if not control:
+        message = "the broker cannot be restarted here (LEDGER_TEST_BROKER_CONTROL is unset; `make test` sets it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return control
+
+
+def count_rows(database_url: str, table: sa.Table) -> int:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+    finally:
+        engine.dispose()
