@@ -44,13 +44,25 @@ def serve(
         return
     if service is Service.ingest:
         ingest = get_ingest_settings()
-        host, port, target = ingest.ingest_host, ingest.ingest_port, "services.ingest.app:create_app"
+        host, port, target = (
+            ingest.ingest_host,
+            ingest.ingest_port,
+            "services.ingest.app:create_app",
+        )
     else:
         from shared.settings import get_api_settings
 
         api = get_api_settings()
         host, port, target = api.api_host, api.api_port, "services.api.app:create_app"
-    uvicorn.run(target, factory=True, host=host, port=port, workers=workers, log_level="warning", access_log=False)
+    uvicorn.run(
+        target,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 @app.command()
@@ -80,8 +92,12 @@ def _engine(settings: CommonSettings | None = None):  # type: ignore[no-untyped-
 @tokens_app.command("create")
 def tokens_create(
     role: Annotated[Role, typer.Option(help="district, dashboard or auditor")],
-    district: Annotated[str | None, typer.Option(help="The district a district token posts for")] = None,
-    province: Annotated[str | None, typer.Option(help="Limit a dashboard token to one province")] = None,
+    district: Annotated[
+        str | None, typer.Option(help="The district a district token posts for")
+    ] = None,
+    province: Annotated[
+        str | None, typer.Option(help="Limit a dashboard token to one province")
+    ] = None,
     label: Annotated[str | None, typer.Option(help="Who holds it")] = None,
 ) -> None:
     """Create a token; it is printed once, on the last line, and stored only as a hash."""
@@ -93,14 +109,24 @@ def tokens_create(
     if role is Role.district and not district:
         raise typer.BadParameter("a district token needs --district", param_hint="--district")
     if role is not Role.district and district:
-        raise typer.BadParameter("only district tokens are bound to a district", param_hint="--district")
+        raise typer.BadParameter(
+            "only district tokens are bound to a district", param_hint="--district"
+        )
     if role is not Role.dashboard and province:
-        raise typer.BadParameter("only dashboard tokens are scoped to a province", param_hint="--province")
+        raise typer.BadParameter(
+            "only dashboard tokens are scoped to a province", param_hint="--province"
+        )
     engine = _engine()
     with engine.connect() as conn:
-        if district and conn.scalar(sa.select(districts.c.code).where(districts.c.code == district)) is None:
+        if (
+            district
+            and conn.scalar(sa.select(districts.c.code).where(districts.c.code == district)) is None
+        ):
             raise typer.BadParameter(f"unknown district {district!r}", param_hint="--district")
-        if province and conn.scalar(sa.select(provinces.c.code).where(provinces.c.code == province)) is None:
+        if (
+            province
+            and conn.scalar(sa.select(provinces.c.code).where(provinces.c.code == province)) is None
+        ):
             raise typer.BadParameter(f"unknown province {province!r}", param_hint="--province")
     token_id, token = create_token(
         engine, role.value, district_code=district, province_code=province, label=label
@@ -145,7 +171,9 @@ def tokens_list() -> None:
 @app.command()
 def demo(
     ingest_url: Annotated[str, typer.Option(help="Where ingest listens")] = "http://127.0.0.1:8001",
-    small: Annotated[bool, typer.Option(help="Three districts of two provinces, two years")] = False,
+    small: Annotated[
+        bool, typer.Option(help="Three districts of two provinces, two years")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Same seed, same events")] = 2022,
 ) -> None:
     """Load realistic sample data (modelled on the seed articles) through ingest, like districts do."""
@@ -162,7 +190,10 @@ def demo(
     engine = _engine()
     total = sum(len(events) for events in data.values())
     accepted = duplicates = 0
-    with httpx.Client(base_url=ingest_url, timeout=60) as client, Progress(console=console) as progress:
+    with (
+        httpx.Client(base_url=ingest_url, timeout=60) as client,
+        Progress(console=console) as progress,
+    ):
         task = progress.add_task("posting sample events", total=total)
         for district, events in data.items():
             _, token = create_token(engine, "district", district_code=district, label="demo")
@@ -172,13 +203,17 @@ def demo(
                     "/v1/events/batch", json=chunk, headers={"Authorization": f"Bearer {token}"}
                 )
                 if response.status_code != 202:
-                    console.print(f"[red]ingest answered {response.status_code}: {response.text[:500]}")
+                    console.print(
+                        f"[red]ingest answered {response.status_code}: {response.text[:500]}"
+                    )
                     raise typer.Exit(1)
                 statuses = [r["status"] for r in response.json()["receipts"]]
                 accepted += statuses.count("accepted")
                 duplicates += statuses.count("duplicate")
                 progress.advance(task, len(chunk))
-    console.print(f"{accepted} events accepted, {duplicates} already there, from {len(data)} districts")
+    console.print(
+        f"{accepted} events accepted, {duplicates} already there, from {len(data)} districts"
+    )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def demo_districts(provinces: tuple[str, ...], per_province: int) -> list[str]:
     return chosen
 
 
-def _event(kind: str, district: str, day: date, payload: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+def _event(
+    kind: str, district: str, day: date, payload: dict[str, Any], rng: random.Random
+) -> dict[str, Any]:
     return {
         "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "type": kind,
@@ -64,59 +66,123 @@ def district_year(district: str, year: int, rng: random.Random) -> Iterator[dict
     """One district's reports for one year, in the order it would send them."""
     name = registry.districts()[district].name
     if year == 2022:
-        yield _event("ProgramSigned", district, date(2022, 1, 10) + timedelta(days=rng.randrange(60)), {
-            "program_id": f"CTPH-{district}-2022-2026",
-            "title": f"Chương trình phối hợp công tác dân vận giai đoạn 2022-2026 ({name})",
-            "parties": [f"Ban Dân vận {name}", f"Công an {name}"],
-            "period_start": 2022,
-            "period_end": 2026,
-            "content_items": list(CONTENT_ITEMS),
-        }, rng)
+        yield _event(
+            "ProgramSigned",
+            district,
+            date(2022, 1, 10) + timedelta(days=rng.randrange(60)),
+            {
+                "program_id": f"CTPH-{district}-2022-2026",
+                "title": f"Chương trình phối hợp công tác dân vận giai đoạn 2022-2026 ({name})",
+                "parties": [f"Ban Dân vận {name}", f"Công an {name}"],
+                "period_start": 2022,
+                "period_end": 2026,
+                "content_items": list(CONTENT_ITEMS),
+            },
+            rng,
+        )
     for kind, month in (("review", 6), ("summary", 12)):
-        yield _event("ConferenceHeld", district, _day(rng, year, month), {
-            "title": f"Hội nghị {'sơ kết' if kind == 'review' else 'tổng kết'} công tác phối hợp năm {year}",
-            "kind": kind,
-            "organizers": [f"Ban Dân vận {name}", f"Công an {name}"],
-            "attendees": rng.randrange(60, 200),
-            "online": rng.random() < 0.3,
-            "program_id": f"CTPH-{district}-2022-2026",
-        }, rng)
+        yield _event(
+            "ConferenceHeld",
+            district,
+            _day(rng, year, month),
+            {
+                "title": f"Hội nghị {'sơ kết' if kind == 'review' else 'tổng kết'} công tác phối hợp năm {year}",
+                "kind": kind,
+                "organizers": [f"Ban Dân vận {name}", f"Công an {name}"],
+                "attendees": rng.randrange(60, 200),
+                "online": rng.random() < 0.3,
+                "program_id": f"CTPH-{district}-2022-2026",
+            },
+            rng,
+        )
     for month in range(1, 13):
         sessions = rng.randrange(1, 5)
-        yield _event("OutreachSessionHeld", district, _day(rng, year, month), {
-            "sessions": sessions,
-            "attendees": sessions * rng.randrange(50, 300),
-            "leaflets": sessions * rng.randrange(0, 400),
-            "broadcast_hours": rng.randrange(0, 40) / 4,
-            "topic": rng.choice(TOPICS),
-        }, rng)
+        yield _event(
+            "OutreachSessionHeld",
+            district,
+            _day(rng, year, month),
+            {
+                "sessions": sessions,
+                "attendees": sessions * rng.randrange(50, 300),
+                "leaflets": sessions * rng.randrange(0, 400),
+                "broadcast_hours": rng.randrange(0, 40) / 4,
+                "topic": rng.choice(TOPICS),
+            },
+            rng,
+        )
     for quarter in range(4):
         tips = rng.randrange(60, 160)
-        yield _event("CitizenTipsReceived", district, _day(rng, year, quarter * 3 + 3), {
-            "tips": tips, "valuable": tips // 5 + rng.randrange(0, 10), "cases_solved": rng.randrange(0, 4),
-        }, rng)
+        yield _event(
+            "CitizenTipsReceived",
+            district,
+            _day(rng, year, quarter * 3 + 3),
+            {
+                "tips": tips,
+                "valuable": tips // 5 + rng.randrange(0, 10),
+                "cases_solved": rng.randrange(0, 4),
+            },
+            rng,
+        )
     for number in range(rng.randrange(1, 4)):
-        yield _event("CaseResolved", district, _day(rng, year, rng.randrange(1, 13)), {
-            "case_id": f"VV-{district}-{year}-{number + 1:02d}",
-            "category": rng.choice(("complaint", "petition", "land", "security_order", "other")),
-            "resolution": "stable" if rng.random() < 0.75 else "temporarily_stable",
-            "hotspot_prevented": rng.random() < 0.4,
-        }, rng)
-    yield _event("ModelRecognized", district, _day(rng, year, 9), {
-        "model_id": f"DVK-{district}-{year}", "name": rng.choice(MODELS), "field": "an ninh trật tự",
-    }, rng)
-    yield _event("CommendationAwarded", district, _day(rng, year, 12), {
-        "recipient": f"Công an {name}", "recipient_kind": "unit", "award": "Giấy khen",
-        "awarded_by": "Ban Dân vận Tỉnh ủy",
-    }, rng)
-    reduced = _event("ProcedureTimeReduced", district, _day(rng, year, 7), {
-        "procedure": rng.choice(PROCEDURES), "reduction_percent": rng.randrange(15, 61),
-    }, rng)
+        yield _event(
+            "CaseResolved",
+            district,
+            _day(rng, year, rng.randrange(1, 13)),
+            {
+                "case_id": f"VV-{district}-{year}-{number + 1:02d}",
+                "category": rng.choice(
+                    ("complaint", "petition", "land", "security_order", "other")
+                ),
+                "resolution": "stable" if rng.random() < 0.75 else "temporarily_stable",
+                "hotspot_prevented": rng.random() < 0.4,
+            },
+            rng,
+        )
+    yield _event(
+        "ModelRecognized",
+        district,
+        _day(rng, year, 9),
+        {
+            "model_id": f"DVK-{district}-{year}",
+            "name": rng.choice(MODELS),
+            "field": "an ninh trật tự",
+        },
+        rng,
+    )
+    yield _event(
+        "CommendationAwarded",
+        district,
+        _day(rng, year, 12),
+        {
+            "recipient": f"Công an {name}",
+            "recipient_kind": "unit",
+            "award": "Giấy khen",
+            "awarded_by": "Ban Dân vận Tỉnh ủy",
+        },
+        rng,
+    )
+    reduced = _event(
+        "ProcedureTimeReduced",
+        district,
+        _day(rng, year, 7),
+        {
+            "procedure": rng.choice(PROCEDURES),
+            "reduction_percent": rng.randrange(15, 61),
+        },
+        rng,
+    )
     yield reduced
     if rng.random() < 0.2:  # now and then a district corrects a report it filed twice
-        yield _event("EventRetracted", district, _day(rng, year, 8), {
-            "retracted_event_id": reduced["event_id"], "reason": "Báo cáo trùng, đề nghị hủy",
-        }, rng)
+        yield _event(
+            "EventRetracted",
+            district,
+            _day(rng, year, 8),
+            {
+                "retracted_event_id": reduced["event_id"],
+                "reason": "Báo cáo trùng, đề nghị hủy",
+            },
+            rng,
+        )
 
 
 def generate(

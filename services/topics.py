@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from kafka import KafkaAdminClient
@@ -12,13 +13,19 @@ FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "del
 
 
 def ensure_topics(
-    bootstrap_servers: str, events_topic: str, partitions: int, dead_letter_topic: str, timeout: float = 60
+    bootstrap_servers: str,
+    events_topic: str,
+    partitions: int,
+    dead_letter_topic: str,
+    timeout: float = 60,
 ) -> None:
     """Create the topics if absent (idempotent); waits up to ``timeout`` for the broker."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="district-ledger-admin")
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap_servers, client_id="district-ledger-admin"
+            )
             break
         except KafkaError:
             if time.monotonic() > deadline:
@@ -32,9 +39,7 @@ def ensure_topics(
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # made meanwhile elsewhere
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process
     finally:
         admin.close()

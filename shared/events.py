@@ -19,13 +19,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     Strict,
     StringConstraints,
     TypeAdapter,
     ValidationInfo,
-    field_validator,
-    PlainValidator,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -65,9 +65,7 @@ def _two_decimals(value: float) -> float:
     return round(value, 2)
 
 
-Hundredths = Annotated[
-    float, Strict(), Field(allow_inf_nan=False), AfterValidator(_two_decimals)
-]
+Hundredths = Annotated[float, Strict(), Field(allow_inf_nan=False), AfterValidator(_two_decimals)]
 
 
 def _parse_occurred_at(value: Any) -> date | datetime:
@@ -85,7 +83,9 @@ def _parse_occurred_at(value: Any) -> date | datetime:
 OccurredAt = Annotated[
     date | datetime,
     PlainValidator(_parse_occurred_at),
-    WithJsonSchema({"type": "string", "description": "ISO 8601 date or datetime", "examples": ["2021-09-15"]}),
+    WithJsonSchema(
+        {"type": "string", "description": "ISO 8601 date or datetime", "examples": ["2021-09-15"]}
+    ),
 ]
 
 
@@ -280,7 +280,9 @@ class UnknownSchemaVersion(ValueError):
     """A stored event at a version this build cannot read (written by a newer build)."""
 
 
-def upcast(data: Mapping[str, Any], upcasters: Mapping[tuple[str, int], Upcaster] = UPCASTERS) -> dict[str, Any]:
+def upcast(
+    data: Mapping[str, Any], upcasters: Mapping[tuple[str, int], Upcaster] = UPCASTERS
+) -> dict[str, Any]:
     """Bring a stored event dict up to its type's current version, one step at a time."""
     event = dict(data)
     kind = event.get("type")
@@ -297,7 +299,9 @@ def upcast(data: Mapping[str, Any], upcasters: Mapping[tuple[str, int], Upcaster
         version += 1
         event["schema_version"] = version
     if version > CURRENT_VERSION[kind]:
-        raise UnknownSchemaVersion(f"{kind} v{version} is newer than this build reads (v{CURRENT_VERSION[kind]})")
+        raise UnknownSchemaVersion(
+            f"{kind} v{version} is newer than this build reads (v{CURRENT_VERSION[kind]})"
+        )
     return event
 
 

@@ -41,7 +41,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                 "Tuyên truyền, vận động Nhân dân chấp hành chủ trương, chính sách của Đảng, pháp luật của Nhà nước",
                 "Xây dựng phong trào toàn dân bảo vệ an ninh Tổ quốc",
                 "Nắm tình hình, giải quyết các vụ việc phức tạp ngay từ cơ sở",
-                "Xây dựng và nhân rộng mô hình \"Dân vận khéo\"",
+                'Xây dựng và nhân rộng mô hình "Dân vận khéo"',
                 "Xây dựng lực lượng Công an nhân dân trong sạch, vững mạnh",
                 "Sơ kết, tổng kết, khen thưởng",
             ],

@@ -288,7 +288,7 @@ def _retract(retraction: ev.EventRetracted, seen: dict[UUID, KnownEvent], change
             changes.list_removals.setdefault(model, set()).add(target_id)
 
 
-def summary_row(stored: Mapping[str, int]) -> dict[str, int | float]:
+def summary_row(stored: Mapping[str, Any]) -> dict[str, int | float]:
     """Turn summed stored figures into the served figures (hundredths back to decimals)."""
     row: dict[str, int | float] = {name: int(stored.get(name, 0)) for name in STORED_FIGURES}
     row["broadcast_hours"] = int(row.pop("broadcast_hours_x100")) / 100

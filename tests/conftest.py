@@ -54,9 +54,15 @@ def kafka_bootstrap() -> Iterator[str]:
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    env = {**os.environ, "KAFKA_PORT": TEST_KAFKA_PORT, "KAFKA_CONTROLLER_PORT": str(int(TEST_KAFKA_PORT) + 1),
-           "KAFKA_STATE_DIR": str(ROOT / "var" / "test-kafka")}
-    started = subprocess.run([str(ROOT / "deploy/kafka/kafka.sh"), "start"], env=env, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "KAFKA_PORT": TEST_KAFKA_PORT,
+        "KAFKA_CONTROLLER_PORT": str(int(TEST_KAFKA_PORT) + 1),
+        "KAFKA_STATE_DIR": str(ROOT / "var" / "test-kafka"),
+    }
+    started = subprocess.run(
+        [str(ROOT / "deploy/kafka/kafka.sh"), "start"], env=env, capture_output=True, text=True
+    )
     if started.returncode != 0:
         unavailable("Kafka", started.stderr[-2000:])
     yield f"127.0.0.1:{TEST_KAFKA_PORT}"
@@ -81,7 +87,9 @@ def postgres_server_url() -> Iterator[str]:
     started = subprocess.run([script, "start"], env=env, capture_output=True, text=True)
     if started.returncode != 0:
         unavailable("PostgreSQL", started.stderr[-2000:])
-    yield subprocess.run([script, "url", "postgres"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    yield subprocess.run(
+        [script, "url", "postgres"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
     subprocess.run([script, "stop"], env=env, capture_output=True)
 
 

@@ -93,7 +93,11 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    kafka_bootstrap: str, database_url: str, topic: str, logs: Path, services: tuple[str, ...] = ("ingest", "projector", "api")
+    kafka_bootstrap: str,
+    database_url: str,
+    topic: str,
+    logs: Path,
+    services: tuple[str, ...] = ("ingest", "projector", "api"),
 ) -> Iterator[Stack]:
     ingest_port, api_port = free_port(), free_port()
     env = {
@@ -110,7 +114,9 @@ def running_stack(
         "PRODUCE_TIMEOUT_SECONDS": "5",
         "PYTHONUNBUFFERED": "1",
     }
-    stack = Stack(env, logs, f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{api_port}", database_url)
+    stack = Stack(
+        env, logs, f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{api_port}", database_url
+    )
     try:
         for service in services:
             stack.start(service)

@@ -47,12 +47,14 @@ cmd_fetch() {
   mv "$tmp" "$JARS_DIR"
 }
 
-# Alive and really our broker (a stale pid file may name a recycled pid).
+# A live process (a killed one stays a zombie until reaped: kill -0 would still succeed).
+alive() { [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" =~ ^[^ZX]$ ]]; }
+
+# Pid of our broker, if running (a stale pid file may name a recycled pid).
 broker_pid() {
   local pid
-  [[ -f "$PID_FILE" ]] || return 1
-  pid="$(cat "$PID_FILE")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  pid="$(cat "$PID_FILE" 2>/dev/null)" || return 1
+  [[ -n "$pid" ]] && alive "$pid" || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
   echo "$pid"
 }
@@ -143,10 +145,10 @@ cmd_stop() {
     kill -TERM "$pid"
     # SIGTERM makes the broker shut down cleanly (flush, close logs); allow ~30 s.
     for ((i = 0; i < 300; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
+      alive "$pid" || break
       sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
       log "broker $pid still up after 30s: SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
     fi

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections import deque
@@ -20,12 +19,11 @@ from collections import deque
 
 def pid_alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+    return state not in ("Z", "X")  # a zombie has exited already
 
 
 def probe(admin_cls: type, bootstrap: str, timeout_s: float) -> dict:

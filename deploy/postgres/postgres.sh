@@ -62,11 +62,13 @@ paths() {
   ((${#SOCK} + 20 < 107)) || SOCK="/tmp/district-ledger-pg-$PGPORT"
 }
 
-# Not pg_ctl status: it counts a killed postmaster that is still a zombie as running.
+# Not pg_ctl status: it takes a killed postmaster that is still a zombie, or an unrelated
+# process that got its pid after a reboot, for a running server.
 running() {
-  local pid
+  local pid comm state
   pid="$(head -n 1 "$DATA/postmaster.pid" 2>/dev/null)" || return 1
-  [[ -n "$pid" && "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" =~ ^[^ZX]$ ]]
+  read -r _ comm state _ 2>/dev/null <"/proc/$pid/stat" || return 1
+  [[ "$comm" == "(postgres)" && "$state" != [ZX] ]]
 }
 ready() { "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" -t 2; }
 psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }

@@ -58,7 +58,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             with api.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except Exception:  # any driver error means not ready
-            return JSONResponse(Health(status="unavailable", database=False).model_dump(), status_code=503)
+            return JSONResponse(
+                Health(status="unavailable", database=False).model_dump(), status_code=503
+            )
         return Health(status="ok", database=True)
 
     @app.get("/metrics", response_class=PlainTextResponse)

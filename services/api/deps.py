@@ -43,7 +43,9 @@ class LogPositions:
                         bootstrap_timeout_ms=3000,
                     )
                 partitions = self._consumer.partitions_for_topic(self.topic) or set()
-                ends = self._consumer.end_offsets([TopicPartition(self.topic, p) for p in partitions])
+                ends = self._consumer.end_offsets(
+                    [TopicPartition(self.topic, p) for p in partitions]
+                )
             except KafkaError:
                 return None
             result = {tp.partition: offset for tp, offset in ends.items()}
@@ -86,15 +88,32 @@ class Scope:
     district: str | None
 
 
-def resolve_scope(api: Api, principal: Principal, province: str | None, district: str | None) -> Scope:
+def resolve_scope(
+    api: Api, principal: Principal, province: str | None, district: str | None
+) -> Scope:
     if district is not None:
         with api.engine.connect() as conn:
-            district_province = conn.scalar(sa.select(districts.c.province_code).where(districts.c.code == district))
+            district_province = conn.scalar(
+                sa.select(districts.c.province_code).where(districts.c.code == district)
+            )
         if district_province is None:
-            raise Problem(422, "Unprocessable Content", f"Unknown district {district!r}.",
-                          errors=[{"loc": ["query", "district"], "field": "district", "message": "unknown district", "type": "unknown_district"}])
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"Unknown district {district!r}.",
+                errors=[
+                    {
+                        "loc": ["query", "district"],
+                        "field": "district",
+                        "message": "unknown district",
+                        "type": "unknown_district",
+                    }
+                ],
+            )
         if province is not None and province != district_province:
-            raise Problem(422, "Unprocessable Content", f"District {district} is not in province {province}.")
+            raise Problem(
+                422, "Unprocessable Content", f"District {district} is not in province {province}."
+            )
         province = district_province
     if principal.role == "district":
         if district is None:
@@ -102,7 +121,9 @@ def resolve_scope(api: Api, principal: Principal, province: str | None, district
         elif district != principal.district_code:
             raise Problem(403, "Forbidden", "A district token reads only its own district.")
         with api.engine.connect() as conn:
-            province = conn.scalar(sa.select(districts.c.province_code).where(districts.c.code == district))
+            province = conn.scalar(
+                sa.select(districts.c.province_code).where(districts.c.code == district)
+            )
     elif principal.role == "dashboard" and principal.province_code is not None:
         if province is None:
             province = principal.province_code
@@ -115,11 +136,15 @@ def freshness(api: Api) -> dict[str, Any]:
     """How far the read models are behind the log, for every response."""
     offsets = api.tables.offsets
     with api.engine.connect() as conn:
-        rows = conn.execute(sa.select(offsets.c.partition, offsets.c.next_offset, offsets.c.updated_at)).all()
+        rows = conn.execute(
+            sa.select(offsets.c.partition, offsets.c.next_offset, offsets.c.updated_at)
+        ).all()
     applied = {row.partition: row.next_offset for row in rows}
     last_update = max((row.updated_at for row in rows), default=None)
     ends = api.positions.end_offsets()
-    behind = None if ends is None else sum(max(0, end - applied.get(p, 0)) for p, end in ends.items())
+    behind = (
+        None if ends is None else sum(max(0, end - applied.get(p, 0)) for p, end in ends.items())
+    )
     lag_ms = 0
     if behind and last_update is not None:
         if last_update.tzinfo is None:

@@ -16,25 +16,42 @@ def parse_after(value: str | None) -> dict[int, int]:
     wanted: dict[int, int] = {}
     for part in value.split(","):
         partition, sep, offset = part.strip().partition(":")
-        if not sep or not partition.isdigit() or not offset.isdigit() or len(partition) > 6 or len(offset) > 18:
+        if (
+            not sep
+            or not partition.isdigit()
+            or not offset.isdigit()
+            or len(partition) > 6
+            or len(offset) > 18
+        ):
             raise Problem(
                 422,
                 "Unprocessable Content",
                 f"'after' takes receipts as partition:offset pairs joined by commas; {part!r} is not one.",
-                errors=[{"loc": ["query", "after"], "field": "after", "message": f"bad receipt {part!r}", "type": "receipt"}],
+                errors=[
+                    {
+                        "loc": ["query", "after"],
+                        "field": "after",
+                        "message": f"bad receipt {part!r}",
+                        "type": "receipt",
+                    }
+                ],
             )
         wanted[int(partition)] = max(wanted.get(int(partition), 0), int(offset))
     return wanted
 
 
-def wait_until_applied(engine: sa.Engine, tables: ReadModels, wanted: dict[int, int], timeout: float) -> None:
+def wait_until_applied(
+    engine: sa.Engine, tables: ReadModels, wanted: dict[int, int], timeout: float
+) -> None:
     if not wanted:
         return
     deadline = time.monotonic() + timeout
     offsets = tables.offsets
     while True:
         with engine.connect() as conn:
-            applied = dict(conn.execute(sa.select(offsets.c.partition, offsets.c.next_offset)).tuples().all())
+            applied = dict(
+                conn.execute(sa.select(offsets.c.partition, offsets.c.next_offset)).tuples().all()
+            )
         if all(applied.get(p, 0) > o for p, o in wanted.items()):
             return
         if time.monotonic() >= deadline:

@@ -50,7 +50,7 @@ def summary_rows(
 ) -> list[dict[str, Any]]:
     figures = tables.figures
     keys: list[sa.ColumnElement[Any]] = []
-    joins = figures
+    joins: sa.FromClause = figures
     if "province" in group_by or "district" in group_by:
         joins = joins.join(provinces, provinces.c.code == figures.c.province_code)
         keys += [figures.c.province_code, provinces.c.name.label("province_name")]
@@ -58,7 +58,9 @@ def summary_rows(
         joins = joins.join(districts, districts.c.code == figures.c.district_code)
         keys += [figures.c.district_code, districts.c.name.label("district_name")]
     keys += [_period(figures, dim) for dim in group_by if dim in ("month", "quarter", "year")]
-    sums = [sa.func.coalesce(sa.func.sum(figures.c[name]), 0).label(name) for name in STORED_FIGURES]
+    sums = [
+        sa.func.coalesce(sa.func.sum(figures.c[name]), 0).label(name) for name in STORED_FIGURES
+    ]
     query = sa.select(*keys, *sums).select_from(joins)
     if province:
         query = query.where(figures.c.province_code == province)
@@ -74,7 +76,7 @@ def summary_rows(
     for row in conn.execute(query).mappings():
         if keys and not any(row[name] for name in STORED_FIGURES):
             continue  # a group whose events were all retracted has nothing to show
-        rows.append({**_group_keys(row, group_by), **summary_row(row)})
+        rows.append({**_group_keys(row, group_by), **summary_row(dict(row))})
     return rows
 
 

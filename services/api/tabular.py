@@ -15,12 +15,14 @@ from pydantic import BaseModel
 
 
 def wants_csv(
-    format: Annotated[Literal["json", "csv"] | None, Query(description="csv for a spreadsheet")] = None,
+    format: Annotated[
+        Literal["json", "csv"] | None, Query(description="csv for a spreadsheet")
+    ] = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> bool:
     if format is not None:
         return format == "csv"
-    return bool(accept) and "text/csv" in accept.lower()
+    return accept is not None and "text/csv" in accept.lower()
 
 
 Tabular = Annotated[bool, Depends(wants_csv)]
@@ -43,10 +45,14 @@ def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return out.getvalue()
 
 
-def respond(tabular: bool, body: BaseModel, name: str, headers: dict[str, str] | None = None) -> Any:
+def respond(
+    tabular: bool, body: BaseModel, name: str, headers: dict[str, str] | None = None
+) -> Any:
     """The response model as JSON, or its ``rows`` as CSV when the caller asked for CSV."""
     if not tabular:
-        return Response(body.model_dump_json(exclude_none=True), media_type="application/json", headers=headers)
+        return Response(
+            body.model_dump_json(exclude_none=True), media_type="application/json", headers=headers
+        )
     rows = [r.model_dump(mode="json", exclude_none=True) for r in body.rows]  # type: ignore[attr-defined]
     row_type: type[BaseModel] = type(body).model_fields["rows"].annotation.__args__[0]  # type: ignore[union-attr]
     # The row model's columns, in order; optional group keys only when some row has them.

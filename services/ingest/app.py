@@ -100,8 +100,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         configure_logging(config.log_level, service="ingest")
         engine = make_engine(config.database_url)
         with engine.connect() as conn:
-            known = frozenset(conn.scalars(sa.select(districts.c.code).where(districts.c.valid_to.is_(None))))
-        writer = EventLogWriter(config.kafka_bootstrap_servers, config.events_topic, config.produce_timeout_seconds)
+            known = frozenset(
+                conn.scalars(sa.select(districts.c.code).where(districts.c.valid_to.is_(None)))
+            )
+        writer = EventLogWriter(
+            config.kafka_bootstrap_servers, config.events_topic, config.produce_timeout_seconds
+        )
         limiter = RateLimiter(config.rate_limit_per_second, config.rate_limit_burst)
         app.state.ingest = Ingest(config, engine, writer, known, limiter)
         yield
@@ -129,9 +133,13 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         started = time.perf_counter()
         body = await read_body(request, ingest.settings.max_body_bytes, {"application/json"})
         item = parse_json(body)
-        event, errors, forbidden = validate_event(item, principal, ingest.known_districts, utc_now())
+        event, errors, forbidden = validate_event(
+            item, principal, ingest.known_districts, utc_now()
+        )
         if forbidden:
-            raise Problem(403, "Forbidden", "A district token may only post its own district's events.")
+            raise Problem(
+                403, "Forbidden", "A district token may only post its own district's events."
+            )
         if event is None:
             raise Problem(422, "Unprocessable Content", "The event is invalid.", errors=errors)
         [receipt] = await run_in_threadpool(append_events, ingest, [event])
@@ -145,15 +153,23 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         openapi_extra=event_request_body(batch=True),
         responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
     )
-    async def post_batch(request: Request, ingest: IngestDep, principal: CallerDep) -> BatchReceipts:
+    async def post_batch(
+        request: Request, ingest: IngestDep, principal: CallerDep
+    ) -> BatchReceipts:
         """Append up to 1,000 events, all or none: one invalid item rejects the whole batch."""
         started = time.perf_counter()
         content_type = content_type_of(request)
-        body = await read_body(request, ingest.settings.max_body_bytes, {"application/json", NDJSON})
+        body = await read_body(
+            request, ingest.settings.max_body_bytes, {"application/json", NDJSON}
+        )
         items = parse_batch_body(body, content_type)
         limit = ingest.settings.max_batch_items
         if not items or len(items) > limit:
-            raise Problem(422, "Unprocessable Content", f"A batch holds 1 to {limit} events; this one holds {len(items)}.")
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"A batch holds 1 to {limit} events; this one holds {len(items)}.",
+            )
         now = utc_now()
         valid: list[Event] = []
         errors: list[dict[str, Any]] = []
@@ -170,7 +186,10 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 valid.append(event)
         if forbidden:
             raise Problem(
-                403, "Forbidden", "A district token may only post its own district's events.", forbidden_items=forbidden
+                403,
+                "Forbidden",
+                "A district token may only post its own district's events.",
+                forbidden_items=forbidden,
             )
         if errors:
             bad = sorted({error["index"] for error in errors})
@@ -207,7 +226,10 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
-        status: {"description": "Problem details (RFC 9457)", "content": {problems.PROBLEM_JSON: {}}}
+        status: {
+            "description": "Problem details (RFC 9457)",
+            "content": {problems.PROBLEM_JSON: {}},
+        }
         for status in statuses
     }
 
@@ -220,7 +242,9 @@ async def read_body(request: Request, limit: int, accepted_types: set[str]) -> b
     content_type = content_type_of(request)
     if content_type not in accepted_types:
         raise Problem(
-            415, "Unsupported Media Type", f"Send {' or '.join(sorted(accepted_types))}, not {content_type or 'nothing'}."
+            415,
+            "Unsupported Media Type",
+            f"Send {' or '.join(sorted(accepted_types))}, not {content_type or 'nothing'}.",
         )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -240,7 +264,11 @@ def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
     """
     digests = {str(e.event_id): body_digest(e) for e in events}
     stored = receipts.find(ingest.engine, digests)
-    conflicts = [event_id for event_id, digest in digests.items() if event_id in stored and stored[event_id].body_sha256 != digest]
+    conflicts = [
+        event_id
+        for event_id, digest in digests.items()
+        if event_id in stored and stored[event_id].body_sha256 != digest
+    ]
     seen_in_request: dict[str, str] = {}
     for event in events:
         event_id = str(event.event_id)
@@ -285,7 +313,14 @@ def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
             "accepted" if event_id in accepted and event_id not in answered else "duplicate"
         )
         answered.add(event_id)
-        answers.append(Receipt(event_id=event_id, status=status, partition=original.partition, offset=original.offset))
+        answers.append(
+            Receipt(
+                event_id=event_id,
+                status=status,
+                partition=original.partition,
+                offset=original.offset,
+            )
+        )
     EVENTS.labels("accepted").inc(len(accepted))
     EVENTS.labels("duplicate").inc(len(events) - len(accepted))
     return answers

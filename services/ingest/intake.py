@@ -38,7 +38,9 @@ def parse_batch_body(body: bytes, content_type: str) -> list[Any]:
             try:
                 items.append(parse_json(line))
             except Problem as problem:
-                raise Problem(400, "Bad Request", f"NDJSON line {number + 1}: {problem.detail}") from None
+                raise Problem(
+                    400, "Bad Request", f"NDJSON line {number + 1}: {problem.detail}"
+                ) from None
         return items
     items = parse_json(body)
     if not isinstance(items, list):
@@ -48,7 +50,9 @@ def parse_batch_body(body: bytes, content_type: str) -> list[Any]:
 
 def body_digest(event: Event) -> str:
     """What identifies an event's content, to tell a resend from a conflicting reuse of its id."""
-    return hashlib.sha256(canonical_json(event.model_dump(mode="json", exclude_none=True))).hexdigest()
+    return hashlib.sha256(
+        canonical_json(event.model_dump(mode="json", exclude_none=True))
+    ).hexdigest()
 
 
 def validate_event(

@@ -48,7 +48,10 @@ class EventLogWriter:
     def append(self, records: Sequence[tuple[str, bytes]]) -> list[Position]:
         """Append (key, value) records; return their positions once all are acknowledged."""
         try:
-            futures = [self._producer.send(self.topic, key=key.encode(), value=value) for key, value in records]
+            futures = [
+                self._producer.send(self.topic, key=key.encode(), value=value)
+                for key, value in records
+            ]
             self._producer.flush(timeout=self.timeout_seconds)
             metadata = [future.get(timeout=self.timeout_seconds) for future in futures]
         except KafkaError as exc:

@@ -15,13 +15,18 @@ _DEFINITIONS: dict[str, Any] = _SCHEMA.pop("$defs", {})
 
 
 def event_request_body(*, batch: bool) -> dict[str, Any]:
-    body_schema = {"type": "array", "items": _SCHEMA, "minItems": 1, "maxItems": 1000} if batch else _SCHEMA
+    body_schema = (
+        {"type": "array", "items": _SCHEMA, "minItems": 1, "maxItems": 1000} if batch else _SCHEMA
+    )
     examples = {
-        name: {"summary": name, "value": [example] if batch else example} for name, example in EXAMPLES.items()
+        name: {"summary": name, "value": [example] if batch else example}
+        for name, example in EXAMPLES.items()
     }
     content: dict[str, Any] = {"application/json": {"schema": body_schema, "examples": examples}}
     if batch:
-        content["application/x-ndjson"] = {"schema": {"type": "string", "description": "One event per line."}}
+        content["application/x-ndjson"] = {
+            "schema": {"type": "string", "description": "One event per line."}
+        }
     return {"requestBody": {"required": True, "content": content}}
 
 
@@ -30,7 +35,9 @@ def install_event_schemas(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            document = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
             document.setdefault("components", {}).setdefault("schemas", {}).update(_DEFINITIONS)
             app.openapi_schema = document
         return app.openapi_schema

@@ -27,7 +27,9 @@ def find(engine: sa.Engine, event_ids: Iterable[str]) -> dict[str, Receipt]:
     with engine.connect() as conn:
         for start in range(0, len(ids), 500):  # stay under every driver's parameter limit
             rows = conn.execute(
-                sa.select(ingest_receipts).where(ingest_receipts.c.event_id.in_(ids[start : start + 500]))
+                sa.select(ingest_receipts).where(
+                    ingest_receipts.c.event_id.in_(ids[start : start + 500])
+                )
             )
             for row in rows:
                 found[row.event_id] = Receipt(

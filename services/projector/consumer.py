@@ -24,7 +24,9 @@ from services.projector.store import BatchResult, LogRecord, ReadModelStore
 log = logging.getLogger(__name__)
 
 APPLIED = Counter("projector_events_applied_total", "Unique events applied to the read models")
-DUPLICATES = Counter("projector_duplicates_total", "Records skipped because their event_id was applied")
+DUPLICATES = Counter(
+    "projector_duplicates_total", "Records skipped because their event_id was applied"
+)
 DEAD_LETTERS = Counter("projector_dead_letters_total", "Poison records parked with their reason")
 BATCH_SECONDS = Histogram("projector_batch_seconds", "Time to apply one batch and its offsets")
 LAG = Gauge("projector_lag_records", "Records in the log not yet applied", ["partition"])
@@ -42,7 +44,10 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):
         stored = self.store.stored_offsets()
         for tp in assigned:
             self.consumer.seek(tp, stored.get(tp.partition, 0))
-        log.info("assigned partitions", extra={"fields": {"partitions": sorted(tp.partition for tp in assigned)}})
+        log.info(
+            "assigned partitions",
+            extra={"fields": {"partitions": sorted(tp.partition for tp in assigned)}},
+        )
 
 
 class Projector:
@@ -72,15 +77,23 @@ class Projector:
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         self.dead_letter_producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers, acks="all", client_id="district-ledger-projector-dlq"
+            bootstrap_servers=bootstrap_servers,
+            acks="all",
+            client_id="district-ledger-projector-dlq",
         )
 
     def run(self, on_batch: Callable[[BatchResult], None] | None = None) -> None:
-        self.consumer.subscribe([self.topic], listener=SeekToStoredOffsets(self.consumer, self.store))
+        self.consumer.subscribe(
+            [self.topic], listener=SeekToStoredOffsets(self.consumer, self.store)
+        )
         while not self.stopping.is_set():
-            polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+            polled = self.consumer.poll(
+                timeout_ms=self.poll_timeout_ms, max_records=self.max_records
+            )
             records = [
-                LogRecord(tp.partition, r.offset, r.value) for tp, batch in polled.items() for r in batch
+                LogRecord(tp.partition, r.offset, r.value)
+                for tp, batch in polled.items()
+                for r in batch
             ]
             if records:
                 result = self.apply(records)
@@ -93,7 +106,10 @@ class Projector:
         started = time.perf_counter()
         result = self.store.apply(records)
         for partition, offset in result.rewind.items():
-            log.warning("rewinding to the stored offset", extra={"fields": {"partition": partition, "offset": offset}})
+            log.warning(
+                "rewinding to the stored offset",
+                extra={"fields": {"partition": partition, "offset": offset}},
+            )
             self.consumer.seek(TopicPartition(self.topic, partition), offset)
         self._send_dead_letters(result)
         if result.next_offsets:
@@ -114,12 +130,23 @@ class Projector:
         # operators' tools, sent after that commit (a crash in between leaves only the row).
         for record, reason in result.dead_letters:
             DEAD_LETTERS.inc()
-            log.error("parked a poison record", extra={"fields": {"partition": record.partition, "offset": record.offset, "reason": reason}})
+            log.error(
+                "parked a poison record",
+                extra={
+                    "fields": {
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "reason": reason,
+                    }
+                },
+            )
             headers = [
                 ("reason", reason.encode()),
                 ("position", json.dumps([record.partition, record.offset]).encode()),
             ]
-            self.dead_letter_producer.send(self.dead_letter_topic, value=record.value, headers=headers)
+            self.dead_letter_producer.send(
+                self.dead_letter_topic, value=record.value, headers=headers
+            )
         if result.dead_letters:
             self.dead_letter_producer.flush(timeout=10)
 

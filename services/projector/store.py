@@ -52,7 +52,9 @@ class ReadModelStore:
         offsets = self.tables.offsets
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(offsets.c.partition, offsets.c.next_offset).where(offsets.c.topic == self.topic)
+                sa.select(offsets.c.partition, offsets.c.next_offset).where(
+                    offsets.c.topic == self.topic
+                )
             )
             return {row.partition: row.next_offset for row in rows}
 
@@ -88,7 +90,9 @@ class ReadModelStore:
 
     # --- steps of a batch ----------------------------------------------------------------
 
-    def _lock_heads(self, conn: sa.Connection, partitions: Iterable[int]) -> dict[int, tuple[int, str]]:
+    def _lock_heads(
+        self, conn: sa.Connection, partitions: Iterable[int]
+    ) -> dict[int, tuple[int, str]]:
         offsets = self.tables.offsets
         query = sa.select(offsets.c.partition, offsets.c.next_offset, offsets.c.chain_hash).where(
             offsets.c.topic == self.topic, offsets.c.partition.in_(list(partitions))
@@ -120,23 +124,27 @@ class ReadModelStore:
     def _known(self, conn: sa.Connection, stored: Sequence[StoredEvent]) -> dict[UUID, KnownEvent]:
         ids = {str(s.event_id) for s in stored}
         ids |= {
-            str(s.event.payload.retracted_event_id) for s in stored if isinstance(s.event, ev.EventRetracted)
+            str(s.event.payload.retracted_event_id)
+            for s in stored
+            if isinstance(s.event, ev.EventRetracted)
         }
         archive = self.tables.archive
         known: dict[UUID, KnownEvent] = {}
         id_list = sorted(ids)
         for start in range(0, len(id_list), 1000):
             rows = conn.execute(
-                sa.select(archive.c.body, archive.c.partition, archive.c.offset, archive.c.retracted_by).where(
-                    archive.c.event_id.in_(id_list[start : start + 1000])
-                )
+                sa.select(
+                    archive.c.body, archive.c.partition, archive.c.offset, archive.c.retracted_by
+                ).where(archive.c.event_id.in_(id_list[start : start + 1000]))
             )
             for row in rows:
                 event = decode_record(row.body.encode(), row.partition, row.offset).event
                 known[event.event_id] = KnownEvent(event, retracted=row.retracted_by is not None)
         return known
 
-    def _write(self, conn: sa.Connection, changes: Changes, hashes: Mapping[tuple[int, int], str]) -> None:
+    def _write(
+        self, conn: sa.Connection, changes: Changes, hashes: Mapping[tuple[int, int], str]
+    ) -> None:
         t = self.tables
         insert_ignoring_conflicts(
             conn,
@@ -161,7 +169,9 @@ class ReadModelStore:
         )
         for target, retraction in changes.retracted.items():
             conn.execute(
-                t.archive.update().where(t.archive.c.event_id == str(target)).values(retracted_by=str(retraction))
+                t.archive.update()
+                .where(t.archive.c.event_id == str(target))
+                .values(retracted_by=str(retraction))
             )
         figure_rows = [
             {
@@ -172,7 +182,9 @@ class ReadModelStore:
             }
             for (day, district), delta in changes.figures.items()
         ]
-        insert_or_add(conn, t.figures, figure_rows, key=("day", "district_code"), added=STORED_FIGURES)
+        insert_or_add(
+            conn, t.figures, figure_rows, key=("day", "district_code"), added=STORED_FIGURES
+        )
         positions = {s.event_id: s for s in changes.archived}
         for model, rows in changes.list_rows.items():
             insert_or_replace(
@@ -182,7 +194,9 @@ class ReadModelStore:
                     {
                         "event_id": str(event_id),
                         "district_code": positions[event_id].event.district_code,
-                        "province_code": registry.province_of(positions[event_id].event.district_code),
+                        "province_code": registry.province_of(
+                            positions[event_id].event.district_code
+                        ),
                         "partition": positions[event_id].partition,
                         "offset": positions[event_id].offset,
                         **row,
@@ -201,7 +215,13 @@ class ReadModelStore:
             conn,
             self.tables.dead_letters,
             [
-                {"partition": r.partition, "offset": r.offset, "reason": reason, "value": r.value, "parked_at": now}
+                {
+                    "partition": r.partition,
+                    "offset": r.offset,
+                    "reason": reason,
+                    "value": r.value,
+                    "parked_at": now,
+                }
                 for r, reason in dead
             ],
         )
@@ -220,7 +240,13 @@ class ReadModelStore:
             conn,
             self.tables.offsets,
             [
-                {"topic": self.topic, "partition": p, "next_offset": n, "chain_hash": h, "updated_at": now}
+                {
+                    "topic": self.topic,
+                    "partition": p,
+                    "next_offset": n,
+                    "chain_hash": h,
+                    "updated_at": now,
+                }
                 for p, (n, h) in heads.items()
                 if any(r.partition == p for r in records)
             ],

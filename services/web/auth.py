@@ -74,7 +74,9 @@ def authenticate(engine: sa.Engine, authorization: str | None) -> Principal:
     """The principal behind an ``Authorization: Bearer`` header, or a 401 problem."""
     unauthorized = {"WWW-Authenticate": 'Bearer realm="district-ledger"'}
     if not authorization:
-        raise Problem(401, "Unauthorized", "An Authorization: Bearer token is required.", headers=unauthorized)
+        raise Problem(
+            401, "Unauthorized", "An Authorization: Bearer token is required.", headers=unauthorized
+        )
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(401, "Unauthorized", "Use the Bearer scheme.", headers=unauthorized)
@@ -89,4 +91,8 @@ def authenticate(engine: sa.Engine, authorization: str | None) -> Principal:
 
 def require_role(principal: Principal, *roles: Role) -> None:
     if principal.role not in roles:
-        raise Problem(403, "Forbidden", f"This needs the role {' or '.join(roles)}; the token is {principal.role}.")
+        raise Problem(
+            403,
+            "Forbidden",
+            f"This needs the role {' or '.join(roles)}; the token is {principal.role}.",
+        )

@@ -51,10 +51,14 @@ class Problem(Exception):
         if self.errors is not None:
             body["errors"] = self.errors
         body.update(self.extra)
-        return JSONResponse(body, status_code=self.status, headers=self.headers, media_type=PROBLEM_JSON)
+        return JSONResponse(
+            body, status_code=self.status, headers=self.headers, media_type=PROBLEM_JSON
+        )
 
 
-def field_errors(errors: Iterable[Mapping[str, Any]], prefix: Sequence[str | int] = ()) -> list[dict[str, Any]]:
+def field_errors(
+    errors: Iterable[Mapping[str, Any]], prefix: Sequence[str | int] = ()
+) -> list[dict[str, Any]]:
     """Pydantic errors as field paths and messages, without echoing the (maybe huge) input."""
     return [
         {
@@ -94,9 +98,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
-        return Problem(exc.status_code, _title(exc.status_code), str(exc.detail), headers=headers).response(
-            request.url.path
-        )
+        return Problem(
+            exc.status_code, _title(exc.status_code), str(exc.detail), headers=headers
+        ).response(request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -14,7 +14,9 @@ def _insert(conn: sa.Connection, table: sa.Table) -> Any:
     return dialect.insert(table)
 
 
-def insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+def insert_ignoring_conflicts(
+    conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
+) -> None:
     if rows:
         conn.execute(_insert(conn, table).on_conflict_do_nothing(), list(rows))
 

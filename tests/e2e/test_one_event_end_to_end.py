@@ -40,7 +40,10 @@ def test_a_posted_conference_is_served_by_the_summary_once_even_if_sent_twice(
         assert again.json() == {**receipt, "status": "duplicate"}
         summary = httpx.get(
             f"{stack.api_url}/v1/summary",
-            params={"district": HA_TINH_CITY, "after": f"{receipt['partition']}:{receipt['offset']}"},
+            params={
+                "district": HA_TINH_CITY,
+                "after": f"{receipt['partition']}:{receipt['offset']}",
+            },
             headers=dashboard,
             timeout=15,
         )
@@ -60,13 +63,17 @@ def test_ingest_is_not_ready_while_the_broker_is_stopped_and_ready_again_after(
         subprocess.run([control, "stop"], check=True, capture_output=True)
         try:
             wait_for(f"{stack.ingest_url}/readyz", status=503, timeout=30)
-            refused = httpx.post(f"{stack.ingest_url}/v1/events", json=event, headers=district, timeout=30)
+            refused = httpx.post(
+                f"{stack.ingest_url}/v1/events", json=event, headers=district, timeout=30
+            )
             assert refused.status_code == 503
             assert refused.headers["Retry-After"]
             assert refused.headers["content-type"] == "application/problem+json"
         finally:
             subprocess.run([control, "start"], check=True, capture_output=True)
         wait_for(f"{stack.ingest_url}/readyz", status=200, timeout=60)
-        retried = httpx.post(f"{stack.ingest_url}/v1/events", json=event, headers=district, timeout=30)
+        retried = httpx.post(
+            f"{stack.ingest_url}/v1/events", json=event, headers=district, timeout=30
+        )
         assert retried.status_code == 202, retried.text
         assert retried.json()["status"] == "accepted"

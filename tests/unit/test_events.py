@@ -149,7 +149,11 @@ def test_upcasters_run_in_a_loop_before_validation() -> None:
         upcasted = upcast(old, steps)
     finally:
         CURRENT_VERSION["ModelRecognized"] = 1
-    assert upcasted == {"type": "ModelRecognized", "schema_version": 3, "payload": {"name": "x", "field": "an ninh"}}
+    assert upcasted == {
+        "type": "ModelRecognized",
+        "schema_version": 3,
+        "payload": {"name": "x", "field": "an ninh"},
+    }
 
 
 def test_a_version_newer_than_this_build_is_refused_not_guessed() -> None:

@@ -38,7 +38,11 @@ class Districts(BaseModel):
 def list_provinces(api: ApiDep, principal: PrincipalDep, tabular: Tabular) -> object:
     """The 63 provinces and centrally-run cities, by official code."""
     with api.engine.connect() as conn:
-        rows = conn.execute(sa.select(provinces.c.code, provinces.c.name).order_by(provinces.c.code)).mappings().all()
+        rows = (
+            conn.execute(sa.select(provinces.c.code, provinces.c.name).order_by(provinces.c.code))
+            .mappings()
+            .all()
+        )
     return respond(tabular, Provinces(rows=[Province(**r) for r in rows]), "provinces")
 
 
@@ -47,10 +51,14 @@ def list_districts(
     api: ApiDep,
     principal: PrincipalDep,
     tabular: Tabular,
-    province: Annotated[str | None, Query(pattern=r"^\d{2}$", description="Province code, e.g. 42")] = None,
+    province: Annotated[
+        str | None, Query(pattern=r"^\d{2}$", description="Province code, e.g. 42")
+    ] = None,
 ) -> object:
     """Districts, optionally of one province."""
-    query = sa.select(districts.c.code, districts.c.name, districts.c.province_code).order_by(districts.c.code)
+    query = sa.select(districts.c.code, districts.c.name, districts.c.province_code).order_by(
+        districts.c.code
+    )
     if province:
         query = query.where(districts.c.province_code == province)
     with api.engine.connect() as conn:

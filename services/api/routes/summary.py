@@ -16,10 +16,15 @@ from services.web.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["summary"])
 
-ProvinceQuery = Annotated[str | None, Query(pattern=r"^\d{2}$", description="Province code, e.g. 42 (Hà Tĩnh)")]
-DistrictQuery = Annotated[str | None, Query(pattern=r"^\d{3}$", description="District code, e.g. 436")]
+ProvinceQuery = Annotated[
+    str | None, Query(pattern=r"^\d{2}$", description="Province code, e.g. 42 (Hà Tĩnh)")
+]
+DistrictQuery = Annotated[
+    str | None, Query(pattern=r"^\d{3}$", description="District code, e.g. 436")
+]
 AfterQuery = Annotated[
-    str | None, Query(description="Receipts to wait for, as partition:offset pairs joined by commas")
+    str | None,
+    Query(description="Receipts to wait for, as partition:offset pairs joined by commas"),
 ]
 
 
@@ -65,23 +70,45 @@ def get_summary(
     district: DistrictQuery = None,
     from_: Annotated[date | None, Query(alias="from", description="First day, inclusive")] = None,
     to: Annotated[date | None, Query(description="Last day, inclusive")] = None,
-    group_by: Annotated[str | None, Query(description="province, district, month, quarter or year; several joined by commas")] = None,
+    group_by: Annotated[
+        str | None,
+        Query(description="province, district, month, quarter or year; several joined by commas"),
+    ] = None,
     after: AfterQuery = None,
 ) -> Any:
     """The coordination figures, one row per group (or one row of totals)."""
     try:
         dims = parse_group_by(group_by)
     except ValueError as exc:
-        raise Problem(422, "Unprocessable Content", str(exc), errors=[{"loc": ["query", "group_by"], "field": "group_by", "message": str(exc), "type": "group_by"}]) from None
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            str(exc),
+            errors=[
+                {
+                    "loc": ["query", "group_by"],
+                    "field": "group_by",
+                    "message": str(exc),
+                    "type": "group_by",
+                }
+            ],
+        ) from None
     if from_ and to and from_ > to:
         raise Problem(422, "Unprocessable Content", "'from' is after 'to'.")
     wanted = parse_after(after)
     scope = resolve_scope(api, principal, province, district)
-    wait_until_applied(api.engine, api.tables, wanted, api.settings.read_your_writes_timeout_seconds)
+    wait_until_applied(
+        api.engine, api.tables, wanted, api.settings.read_your_writes_timeout_seconds
+    )
     with api.engine.connect() as conn:
         rows = summary_rows(
-            conn, api.tables, province=scope.province, district=scope.district,
-            date_from=from_, date_to=to, group_by=dims,
+            conn,
+            api.tables,
+            province=scope.province,
+            district=scope.district,
+            date_from=from_,
+            date_to=to,
+            group_by=dims,
         )
     fresh = freshness(api)
     body = Summary(rows=[SummaryRow(**r) for r in rows], freshness=fresh)

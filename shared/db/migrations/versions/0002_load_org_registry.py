@@ -19,12 +19,20 @@ depends_on = None
 def upgrade() -> None:
     op.bulk_insert(
         provinces,
-        [{"code": p.code, "name": p.name, "codename": p.codename} for p in registry.provinces().values()],
+        [
+            {"code": p.code, "name": p.name, "codename": p.codename}
+            for p in registry.provinces().values()
+        ],
     )
     op.bulk_insert(
         districts,
         [
-            {"code": d.code, "province_code": d.province_code, "name": d.name, "codename": d.codename}
+            {
+                "code": d.code,
+                "province_code": d.province_code,
+                "name": d.name,
+                "codename": d.codename,
+            }
             for d in registry.districts().values()
         ],
     )
