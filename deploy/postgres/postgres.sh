@@ -3,7 +3,7 @@
 #
 #   deploy/postgres/postgres.sh install|start|stop|status|wipe|createdb NAME|dropdb NAME|url NAME
 #
-# Env: PGPORT (55432; TCP on 127.0.0.1 only), PG_STATE_DIR (<repo>/var/postgres, see
+# Env: PGPORT (55432; TCP on 127.0.0.1 only), PG_STATE_DIR (<repo>/var/postgres; see
 #      state_dir below), PG_BIN (the newest /usr/lib/postgresql/*/bin).
 # Auth is "trust" for user postgres: fine on loopback in a test box, never for real data.
 set -euo pipefail
@@ -40,13 +40,14 @@ as_pg() {
   if ((EUID == 0)); then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
-# <repo>/var/postgres, unless the postgres user cannot reach the repo (a clone under a
-# 0700 home, say): then /var/tmp/district-ledger-pg-$PGPORT, outside the repo.
+# PG_STATE_DIR or <repo>/var/postgres, unless the postgres user cannot reach it (a clone
+# under a 0700 home, say): then /var/tmp/district-ledger-pg-$PGPORT, outside the repo.
 state_dir() {
-  if [[ -n "${PG_STATE_DIR:-}" ]]; then
-    echo "$PG_STATE_DIR"
-  elif ((EUID != 0)) || as_pg test -x "$REPO" 2>/dev/null; then
-    echo "$REPO/var/postgres"
+  local dir="${PG_STATE_DIR:-$REPO/var/postgres}" up
+  up="$dir"
+  while [[ ! -d "$up" ]]; do up="$(dirname "$up")"; done
+  if ((EUID != 0)) || as_pg test -x "$up" 2>/dev/null; then
+    echo "$dir"
   else
     echo "/var/tmp/district-ledger-pg-$PGPORT"
   fi
