@@ -286,7 +286,7 @@ def upcast(
     """Bring a stored event dict up to its type's current version, one step at a time."""
     event = dict(data)
     kind = event.get("type")
-    if kind not in CURRENT_VERSION:
+    if not isinstance(kind, str) or kind not in CURRENT_VERSION:
         return event  # validation names the unknown type
     version = event.get("schema_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:

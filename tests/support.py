@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -12,10 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from kafka import KafkaConsumer, TopicPartition
 
 from services.web.auth import Role, create_token
 from shared.db.engine import make_engine
@@ -146,3 +149,28 @@ def count_rows(database_url: str, table: sa.Table) -> int:
             return int(conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
     finally:
         engine.dispose()
+
+
+def log_records(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every record in the topic, decoded, read back from Kafka itself."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(partitions)
+        records: list[dict[str, Any]] = []
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                records += [
+                    {
+                        **json.loads(r.value),
+                        "_partition": tp.partition,
+                        "_offset": r.offset,
+                        "_key": r.key,
+                    }
+                    for r in batch
+                ]
+        return records
+    finally:
+        consumer.close()

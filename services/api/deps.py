@@ -6,21 +6,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import Depends, Header, Request
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
+from pydantic import BaseModel
 
 from services.web.auth import Principal, authenticate
 from services.web.problems import Problem
-from shared.db.schema import ReadModels, districts, read_models
+from shared.db.schema import ReadModels, districts, provinces, read_models
 from shared.settings import ApiSettings
 
 
 class LogPositions:
-    """The log's end offsets, asked of Kafka at most every ``max_age`` seconds."""
+    """What the API asks of the log: its end offsets (cached for ``max_age`` seconds) and the
+    append time of a record, to say how long the oldest unapplied record has waited."""
 
     def __init__(self, bootstrap_servers: str, topic: str, max_age: float = 0.5) -> None:
         self.bootstrap_servers = bootstrap_servers
@@ -29,28 +31,62 @@ class LogPositions:
         self._lock = threading.Lock()
         self._consumer: KafkaConsumer | None = None
         self._cached: tuple[float, dict[int, int]] | None = None
+        # A record's timestamp never changes, so what was read once is kept (bounded).
+        self._timestamps: dict[tuple[int, int], int] = {}
+
+    def _client(self) -> KafkaConsumer:
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id="district-ledger-api",
+                group_id=None,
+                enable_auto_commit=False,
+                request_timeout_ms=3000,
+                bootstrap_timeout_ms=3000,
+                max_partition_fetch_bytes=64 * 1024,
+            )
+        return self._consumer
 
     def end_offsets(self) -> dict[int, int] | None:
         with self._lock:
             if self._cached and time.monotonic() - self._cached[0] < self.max_age:
                 return self._cached[1]
             try:
-                if self._consumer is None:
-                    self._consumer = KafkaConsumer(
-                        bootstrap_servers=self.bootstrap_servers,
-                        client_id="district-ledger-api",
-                        request_timeout_ms=3000,
-                        bootstrap_timeout_ms=3000,
-                    )
-                partitions = self._consumer.partitions_for_topic(self.topic) or set()
-                ends = self._consumer.end_offsets(
-                    [TopicPartition(self.topic, p) for p in partitions]
-                )
+                consumer = self._client()
+                partitions = consumer.partitions_for_topic(self.topic) or set()
+                ends = consumer.end_offsets([TopicPartition(self.topic, p) for p in partitions])
             except KafkaError:
                 return None
             result = {tp.partition: offset for tp, offset in ends.items()}
             self._cached = (time.monotonic(), result)
             return result
+
+    def appended_at_ms(self, partition: int, offset: int, timeout: float = 1.0) -> int | None:
+        """The log timestamp (ms since the epoch) of one record, or None if it cannot be read."""
+        key = (partition, offset)
+        with self._lock:
+            if key not in self._timestamps:
+                found = self._read_timestamp(TopicPartition(self.topic, partition), offset, timeout)
+                if found is None:
+                    return None
+                if len(self._timestamps) > 4096:
+                    self._timestamps.clear()
+                self._timestamps[key] = found
+            return self._timestamps[key]
+
+    def _read_timestamp(self, tp: TopicPartition, offset: int, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        try:
+            consumer = self._client()
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            while time.monotonic() < deadline:
+                for record in consumer.poll(timeout_ms=200, max_records=1).get(tp, []):
+                    # Past the offset means the record is gone (compacted): nothing to measure.
+                    return int(record.timestamp) if record.offset == offset else None
+        except KafkaError:
+            return None
+        return None
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -88,43 +124,56 @@ class Scope:
     district: str | None
 
 
+def _unknown(name: str, value: str) -> Problem:
+    return Problem(
+        422,
+        "Unprocessable Content",
+        f"Unknown {name} {value!r}.",
+        errors=[
+            {
+                "loc": ["query", name],
+                "field": name,
+                "message": f"unknown {name}",
+                "type": f"unknown_{name}",
+            }
+        ],
+    )
+
+
 def resolve_scope(
     api: Api, principal: Principal, province: str | None, district: str | None
 ) -> Scope:
-    if district is not None:
-        with api.engine.connect() as conn:
-            district_province = conn.scalar(
-                sa.select(districts.c.province_code).where(districts.c.code == district)
-            )
-        if district_province is None:
-            raise Problem(
-                422,
-                "Unprocessable Content",
-                f"Unknown district {district!r}.",
-                errors=[
-                    {
-                        "loc": ["query", "district"],
-                        "field": "district",
-                        "message": "unknown district",
-                        "type": "unknown_district",
-                    }
-                ],
-            )
-        if province is not None and province != district_province:
-            raise Problem(
-                422, "Unprocessable Content", f"District {district} is not in province {province}."
-            )
-        province = district_province
-    if principal.role == "district":
-        if district is None:
-            district = principal.district_code
-        elif district != principal.district_code:
-            raise Problem(403, "Forbidden", "A district token reads only its own district.")
-        with api.engine.connect() as conn:
-            province = conn.scalar(
-                sa.select(districts.c.province_code).where(districts.c.code == district)
-            )
-    elif principal.role == "dashboard" and principal.province_code is not None:
+    """The caller's filters, checked against the registry and narrowed to what the token may
+    read: a province-scoped dashboard token its province, a district token its own district."""
+    with api.engine.connect() as conn:
+
+        def province_of(code: str) -> str | None:
+            return conn.scalar(sa.select(districts.c.province_code).where(districts.c.code == code))
+
+        if province is not None and (
+            conn.scalar(sa.select(provinces.c.code).where(provinces.c.code == province)) is None
+        ):
+            raise _unknown("province", province)
+        if district is not None:
+            district_province = province_of(district)
+            if district_province is None:
+                raise _unknown("district", district)
+            if province is not None and province != district_province:
+                raise Problem(
+                    422,
+                    "Unprocessable Content",
+                    f"District {district} is not in province {province}.",
+                )
+            province = district_province
+        if principal.role == "district":
+            own = principal.district_code or ""
+            own_province = province_of(own)
+            if (district is not None and district != own) or (
+                province is not None and province != own_province
+            ):
+                raise Problem(403, "Forbidden", "A district token reads only its own district.")
+            return Scope(own_province, own)
+    if principal.role == "dashboard" and principal.province_code is not None:
         if province is None:
             province = principal.province_code
         elif province != principal.province_code:
@@ -132,28 +181,63 @@ def resolve_scope(
     return Scope(province, district)
 
 
-def freshness(api: Api) -> dict[str, Any]:
-    """How far the read models are behind the log, for every response."""
-    offsets = api.tables.offsets
+class Freshness(BaseModel):
+    """How far the read models are behind the log, as of just before the data was read.
+
+    ``lag_ms`` is how long the oldest record the read models have not applied yet has been in
+    the log: 0 when they are caught up, null when the log cannot be asked. ``records_behind``
+    counts those records. ``dead_letters`` counts records the projector parked as undecodable:
+    they are in the log but in no figure, and someone should look at them.
+    """
+
+    applied_offsets: dict[str, int]
+    log_end_offsets: dict[str, int] | None
+    records_behind: int | None
+    lag_ms: int | None
+    projected_at: datetime | None
+    dead_letters: int
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.lag_ms is None else {"X-Projection-Lag-Ms": str(self.lag_ms)}
+
+
+def freshness(api: Api) -> Freshness:
+    """Read it *before* the data: the data then holds at least what it says (never less)."""
+    offsets, dead = api.tables.offsets, api.tables.dead_letters
     with api.engine.connect() as conn:
         rows = conn.execute(
-            sa.select(offsets.c.partition, offsets.c.next_offset, offsets.c.updated_at)
+            sa.select(offsets.c.partition, offsets.c.next_offset, offsets.c.updated_at).where(
+                offsets.c.topic == api.settings.events_topic
+            )
         ).all()
+        dead_letters = int(conn.scalar(sa.select(sa.func.count()).select_from(dead)) or 0)
     applied = {row.partition: row.next_offset for row in rows}
     last_update = max((row.updated_at for row in rows), default=None)
+    if last_update is not None and last_update.tzinfo is None:
+        last_update = last_update.replace(tzinfo=UTC)  # SQLite returns naive UTC
     ends = api.positions.end_offsets()
-    behind = (
-        None if ends is None else sum(max(0, end - applied.get(p, 0)) for p, end in ends.items())
+    behind: int | None = None
+    lag_ms: int | None = None
+    if ends is not None:
+        waiting = {p: applied.get(p, 0) for p, end in ends.items() if end > applied.get(p, 0)}
+        behind = sum(ends[p] - first for p, first in waiting.items())
+        lag_ms = _oldest_wait_ms(api.positions, waiting)
+    return Freshness(
+        applied_offsets={str(p): o for p, o in sorted(applied.items())},
+        log_end_offsets=None if ends is None else {str(p): o for p, o in sorted(ends.items())},
+        records_behind=behind,
+        lag_ms=lag_ms,
+        projected_at=last_update,
+        dead_letters=dead_letters,
     )
-    lag_ms = 0
-    if behind and last_update is not None:
-        if last_update.tzinfo is None:
-            last_update = last_update.replace(tzinfo=UTC)
-        lag_ms = max(0, int((datetime.now(UTC) - last_update).total_seconds() * 1000))
-    return {
-        "applied_offsets": {str(p): o for p, o in sorted(applied.items())},
-        "log_end_offsets": None if ends is None else {str(p): o for p, o in sorted(ends.items())},
-        "records_behind": behind,
-        "lag_ms": lag_ms,
-        "projected_at": last_update.isoformat() if last_update else None,
-    }
+
+
+def _oldest_wait_ms(positions: LogPositions, waiting: dict[int, int]) -> int | None:
+    """How long the first unapplied record of each lagging partition has waited, at most."""
+    if not waiting:
+        return 0
+    now_ms = int(time.time() * 1000)
+    stamps = [positions.appended_at_ms(p, first) for p, first in sorted(waiting.items())]
+    if any(stamp is None for stamp in stamps):
+        return None
+    return max(0, *(now_ms - int(stamp or 0) for stamp in stamps))

@@ -41,7 +41,7 @@ def parse_after(value: str | None) -> dict[int, int]:
 
 
 def wait_until_applied(
-    engine: sa.Engine, tables: ReadModels, wanted: dict[int, int], timeout: float
+    engine: sa.Engine, tables: ReadModels, topic: str, wanted: dict[int, int], timeout: float
 ) -> None:
     if not wanted:
         return
@@ -50,7 +50,13 @@ def wait_until_applied(
     while True:
         with engine.connect() as conn:
             applied = dict(
-                conn.execute(sa.select(offsets.c.partition, offsets.c.next_offset)).tuples().all()
+                conn.execute(
+                    sa.select(offsets.c.partition, offsets.c.next_offset).where(
+                        offsets.c.topic == topic
+                    )
+                )
+                .tuples()
+                .all()
             )
         if all(applied.get(p, 0) > o for p, o in wanted.items()):
             return

@@ -35,7 +35,8 @@ def _period(figures: sa.Table, dim: Dimension) -> sa.ColumnElement[Any]:
         return year.label("year")
     if dim == "month":
         return (year * 100 + month).label("month")
-    return (year * 10 + (month + 2) / 3).label("quarter")
+    # Floor division: SQLAlchemy's "/" is true division, which would make each month a quarter.
+    return (year * 10 + (month + 2) // 3).label("quarter")
 
 
 def summary_rows(

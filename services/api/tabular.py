@@ -10,7 +10,7 @@ import io
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Header, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 
@@ -48,12 +48,16 @@ def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def respond(
     tabular: bool, body: BaseModel, name: str, headers: dict[str, str] | None = None
 ) -> Any:
-    """The response model as JSON, or its ``rows`` as CSV when the caller asked for CSV."""
+    """The response model as JSON, or its ``rows`` as CSV when the caller asked for CSV.
+
+    A row leaves out the optional fields it was never given (a summary row has only the group
+    keys it was grouped by), but keeps a null it was given (a conference with no program).
+    """
+    rows = [r.model_dump(mode="json", exclude_unset=True) for r in body.rows]  # type: ignore[attr-defined]
     if not tabular:
-        return Response(
-            body.model_dump_json(exclude_none=True), media_type="application/json", headers=headers
-        )
-    rows = [r.model_dump(mode="json", exclude_none=True) for r in body.rows]  # type: ignore[attr-defined]
+        payload = body.model_dump(mode="json")
+        payload["rows"] = rows
+        return JSONResponse(payload, headers=headers)
     row_type: type[BaseModel] = type(body).model_fields["rows"].annotation.__args__[0]  # type: ignore[union-attr]
     # The row model's columns, in order; optional group keys only when some row has them.
     columns = [

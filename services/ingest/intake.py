@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from services.web.auth import Principal
 from services.web.problems import Problem, field_errors
-from shared.events import Event, UnknownSchemaVersion, parse_event
+from shared.events import EVENT_TYPES, Event, UnknownSchemaVersion, parse_event
 from shared.records import canonical_json
 
 NDJSON = "application/x-ndjson"
@@ -71,13 +71,25 @@ def validate_event(
     except UnknownSchemaVersion as exc:
         return None, [_error((*prefix, "schema_version"), str(exc), "schema_version")], False
     except ValidationError as exc:
-        return None, field_errors(exc.errors(include_input=False), prefix), False
+        return None, field_errors(_without_union_tag(exc.errors(include_input=False)), prefix), False
     if event.district_code not in known_districts:
         message = f"Unknown district code {event.district_code!r}."
         return None, [_error((*prefix, "district_code"), message, "unknown_district")], False
     if event.district_code != principal.district_code:
         return None, [], True
     return event, [], False
+
+
+def _without_union_tag(errors: list[Any]) -> list[dict[str, Any]]:
+    # The discriminated union puts the event type first in each path, and reports an unknown
+    # or missing type at the root; callers think in fields.
+    def fix(error: dict[str, Any]) -> dict[str, Any]:
+        loc = tuple(error["loc"])
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            return {**error, "loc": ("type",)}
+        return {**error, "loc": loc[1:]} if loc and loc[0] in EVENT_TYPES else error
+
+    return [fix(e) for e in errors]
 
 
 def _error(loc: tuple[str | int, ...], message: str, kind: str) -> dict[str, Any]:

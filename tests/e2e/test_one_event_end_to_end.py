@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from shared.examples import EXAMPLES
-from tests.support import broker_control, running_stack, wait_for
+from tests.support import broker_control, log_records, running_stack, wait_for
 
 HA_TINH_CITY = "436"
 
@@ -77,3 +77,7 @@ def test_ingest_is_not_ready_while_the_broker_is_stopped_and_ready_again_after(
         )
         assert retried.status_code == 202, retried.text
         assert retried.json()["status"] == "accepted"
+        stored = [
+            r for r in log_records(kafka_bootstrap, topic) if r["event_id"] == event["event_id"]
+        ]
+        assert len(stored) == 1

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
-from services.api.deps import ApiDep, PrincipalDep, freshness, resolve_scope
+from services.api.deps import ApiDep, Freshness, PrincipalDep, freshness, resolve_scope
 from services.api.read_your_writes import parse_after, wait_until_applied
 from services.api.summary import parse_group_by, summary_rows
 from services.api.tabular import Tabular, respond
@@ -58,10 +58,10 @@ class SummaryRow(BaseModel):
 
 class Summary(BaseModel):
     rows: list[SummaryRow]
-    freshness: dict[str, Any]
+    freshness: Freshness
 
 
-@router.get("/summary", response_model=Summary, response_model_exclude_none=True)
+@router.get("/summary", response_model=Summary)
 def get_summary(
     api: ApiDep,
     principal: PrincipalDep,
@@ -98,8 +98,13 @@ def get_summary(
     wanted = parse_after(after)
     scope = resolve_scope(api, principal, province, district)
     wait_until_applied(
-        api.engine, api.tables, wanted, api.settings.read_your_writes_timeout_seconds
+        api.engine,
+        api.tables,
+        api.settings.events_topic,
+        wanted,
+        api.settings.read_your_writes_timeout_seconds,
     )
+    fresh = freshness(api)
     with api.engine.connect() as conn:
         rows = summary_rows(
             conn,
@@ -110,6 +115,5 @@ def get_summary(
             date_to=to,
             group_by=dims,
         )
-    fresh = freshness(api)
     body = Summary(rows=[SummaryRow(**r) for r in rows], freshness=fresh)
-    return respond(tabular, body, "summary", headers={"X-Projection-Lag-Ms": str(fresh["lag_ms"])})
+    return respond(tabular, body, "summary", headers=fresh.headers())

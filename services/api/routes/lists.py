@@ -1,0 +1,290 @@
+"""``/v1/programs``, ``/v1/conferences``, ``/v1/cases``: the lists, a page at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from services.api.deps import Api, ApiDep, Freshness, PrincipalDep, freshness, resolve_scope
+from services.api.lists import (
+    decode_cursor,
+    encode_cursor,
+    filters_fingerprint,
+    read_page,
+)
+from services.api.read_your_writes import parse_after, wait_until_applied
+from services.api.routes.summary import AfterQuery, DistrictQuery, ProvinceQuery
+from services.api.tabular import Tabular, respond
+from services.web.auth import Principal
+from services.web.problems import Problem
+
+router = APIRouter(prefix="/v1", tags=["lists"])
+
+CursorQuery = Annotated[
+    str | None,
+    Query(max_length=400, description="next_cursor of the previous page; omit for the first"),
+]
+LimitQuery = Annotated[int, Query(ge=1, le=1000, description="Rows per page")]
+FromQuery = Annotated[date | None, Query(alias="from", description="First day, inclusive")]
+ToQuery = Annotated[date | None, Query(description="Last day, inclusive")]
+
+
+class ListedRow(BaseModel):
+    event_id: str
+    province_code: str
+    district_code: str
+    district_name: str
+
+
+class ProgramRow(ListedRow):
+    program_id: str
+    title: str
+    parties: list[str]
+    period_start: int
+    period_end: int
+    content_items: list[str]
+    signed_by: list[str]
+    signed_on: date
+
+
+class ConferenceRow(ListedRow):
+    title: str
+    kind: str
+    organizers: list[str]
+    attendees: int
+    online: bool
+    connection_points: int | None
+    program_id: str | None
+    held_on: date
+
+
+class CaseRow(ListedRow):
+    case_id: str
+    category: str
+    resolution: str
+    hotspot_prevented: bool
+    program_id: str | None
+    resolved_on: date
+
+
+class Programs(BaseModel):
+    rows: list[ProgramRow]
+    next_cursor: str | None
+    freshness: Freshness
+
+
+class Conferences(BaseModel):
+    rows: list[ConferenceRow]
+    next_cursor: str | None
+    freshness: Freshness
+
+
+class Cases(BaseModel):
+    rows: list[CaseRow]
+    next_cursor: str | None
+    freshness: Freshness
+
+
+def _check_range(date_from: date | None, date_to: date | None) -> None:
+    if date_from and date_to and date_from > date_to:
+        raise Problem(
+            422,
+            "Unprocessable Content",
+            "'from' is after 'to'.",
+            errors=[
+                {
+                    "loc": ["query", "from"],
+                    "field": "from",
+                    "message": "after 'to'",
+                    "type": "range",
+                }
+            ],
+        )
+
+
+def _page(
+    request: Request,
+    api: Api,
+    principal: Principal,
+    *,
+    name: Literal["programs", "conferences", "cases"],
+    day_column: str,
+    province: str | None,
+    district: str | None,
+    filters: dict[str, Any],
+    where: Sequence[sa.ColumnElement[bool]],
+    cursor: str | None,
+    limit: int,
+    after: str | None,
+) -> tuple[list[dict[str, Any]], str | None, Freshness, dict[str, str]]:
+    """What the three lists share: scope, cursor, read-your-writes, freshness, the page."""
+    table = api.tables.list_table(name)
+    scope = resolve_scope(api, principal, province, district)
+    # The cursor is bound to the filters as asked *and* as scoped, so it cannot widen a scope.
+    fingerprint = filters_fingerprint(
+        name, {**filters, "province": scope.province, "district": scope.district}
+    )
+    position = decode_cursor(cursor, fingerprint)
+    wanted = parse_after(after)
+    wait_until_applied(
+        api.engine,
+        api.tables,
+        api.settings.events_topic,
+        wanted,
+        api.settings.read_your_writes_timeout_seconds,
+    )
+    conditions = list(where)
+    if scope.province:
+        conditions.append(table.c.province_code == scope.province)
+    if scope.district:
+        conditions.append(table.c.district_code == scope.district)
+    fresh = freshness(api)
+    with api.engine.connect() as conn:
+        rows, last = read_page(conn, table, day_column, conditions, position, limit)
+    next_cursor = None if last is None else encode_cursor(last, fingerprint)
+    headers = fresh.headers()
+    if next_cursor:
+        # For CSV readers, who have no JSON body to find the cursor in.
+        query = {k: v for k, v in request.query_params.items() if k not in ("cursor", "after")}
+        url = f"{request.url.path}?{urlencode({**query, 'cursor': next_cursor})}"
+        headers |= {"X-Next-Cursor": next_cursor, "Link": f'<{url}>; rel="next"'}
+    return rows, next_cursor, fresh, headers
+
+
+@router.get("/programs", response_model=Programs)
+def list_programs(
+    request: Request,
+    api: ApiDep,
+    principal: PrincipalDep,
+    tabular: Tabular,
+    province: ProvinceQuery = None,
+    district: DistrictQuery = None,
+    active_on: Annotated[
+        date | None, Query(description="Only programs whose period covers this day's year")
+    ] = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 100,
+    after: AfterQuery = None,
+) -> Any:
+    """Coordination programs signed, newest first."""
+    t = api.tables.programs
+    where = []
+    if active_on:
+        where += [t.c.period_start <= active_on.year, t.c.period_end >= active_on.year]
+    rows, next_cursor, fresh, headers = _page(
+        request,
+        api,
+        principal,
+        name="programs",
+        day_column="signed_on",
+        province=province,
+        district=district,
+        filters={"active_on": active_on},
+        where=where,
+        cursor=cursor,
+        limit=limit,
+        after=after,
+    )
+    body = Programs(rows=[ProgramRow(**r) for r in rows], next_cursor=next_cursor, freshness=fresh)
+    return respond(tabular, body, "programs", headers=headers)
+
+
+@router.get("/conferences", response_model=Conferences)
+def list_conferences(
+    request: Request,
+    api: ApiDep,
+    principal: PrincipalDep,
+    tabular: Tabular,
+    province: ProvinceQuery = None,
+    district: DistrictQuery = None,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    kind: Annotated[
+        Literal["review", "summary", "signing", "training", "other"] | None, Query()
+    ] = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 100,
+    after: AfterQuery = None,
+) -> Any:
+    """Conferences held (sơ kết, tổng kết, ký kết...), newest first."""
+    _check_range(from_, to)
+    t = api.tables.conferences
+    where = []
+    if from_:
+        where.append(t.c.held_on >= from_)
+    if to:
+        where.append(t.c.held_on <= to)
+    if kind:
+        where.append(t.c.kind == kind)
+    rows, next_cursor, fresh, headers = _page(
+        request,
+        api,
+        principal,
+        name="conferences",
+        day_column="held_on",
+        province=province,
+        district=district,
+        filters={"from": from_, "to": to, "kind": kind},
+        where=where,
+        cursor=cursor,
+        limit=limit,
+        after=after,
+    )
+    body = Conferences(
+        rows=[ConferenceRow(**r) for r in rows], next_cursor=next_cursor, freshness=fresh
+    )
+    return respond(tabular, body, "conferences", headers=headers)
+
+
+@router.get("/cases", response_model=Cases)
+def list_cases(
+    request: Request,
+    api: ApiDep,
+    principal: PrincipalDep,
+    tabular: Tabular,
+    province: ProvinceQuery = None,
+    district: DistrictQuery = None,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    category: Annotated[
+        Literal["complaint", "petition", "land", "security_order", "other"] | None, Query()
+    ] = None,
+    resolution: Annotated[Literal["stable", "temporarily_stable"] | None, Query()] = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 100,
+    after: AfterQuery = None,
+) -> Any:
+    """Complex cases resolved (ổn định / tạm ổn định), newest first."""
+    _check_range(from_, to)
+    t = api.tables.cases
+    where = []
+    if from_:
+        where.append(t.c.resolved_on >= from_)
+    if to:
+        where.append(t.c.resolved_on <= to)
+    if category:
+        where.append(t.c.category == category)
+    if resolution:
+        where.append(t.c.resolution == resolution)
+    rows, next_cursor, fresh, headers = _page(
+        request,
+        api,
+        principal,
+        name="cases",
+        day_column="resolved_on",
+        province=province,
+        district=district,
+        filters={"from": from_, "to": to, "category": category, "resolution": resolution},
+        where=where,
+        cursor=cursor,
+        limit=limit,
+        after=after,
+    )
+    body = Cases(rows=[CaseRow(**r) for r in rows], next_cursor=next_cursor, freshness=fresh)
+    return respond(tabular, body, "cases", headers=headers)
