@@ -45,6 +45,7 @@ class ProjectorSettings(CommonSettings):
     projector_group_id: str = "district-ledger-projector"
     projector_batch_max_records: int = Field(default=5000, ge=1)
     projector_poll_timeout_ms: int = Field(default=200, ge=1)
+    projector_metrics_host: str = "127.0.0.1"
     projector_metrics_port: int = 8003
     dead_letter_topic: str = "district-ledger.events.dead-letters"
 

@@ -32,7 +32,7 @@ def build_projector(settings: ProjectorSettings) -> Projector:
 def main(settings: ProjectorSettings | None = None) -> None:
     settings = settings or get_projector_settings()
     configure_logging(settings.log_level, service="projector")
-    start_http_server(settings.projector_metrics_port, addr="127.0.0.1")
+    start_http_server(settings.projector_metrics_port, addr=settings.projector_metrics_host)
     projector = build_projector(settings)
     projector.install_signal_handlers()
     log.info("projector started", extra={"fields": {"topic": settings.events_topic}})
