@@ -39,6 +39,7 @@ class IngestSettings(CommonSettings):
     rate_limit_per_second: float = Field(default=2000.0, gt=0)
     rate_limit_burst: int = Field(default=4000, ge=1)
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
+    token_cache_seconds: float = Field(default=2.0, ge=0)
 
 
 class ProjectorSettings(CommonSettings):

@@ -23,7 +23,7 @@ from services.ingest.log_writer import EventLogWriter, LogUnavailable
 from services.ingest.openapi import event_request_body, install_event_schemas
 from services.ingest.rate_limit import RateLimiter
 from services.web import problems
-from services.web.auth import Principal, authenticate, require_role
+from services.web.auth import Authenticator, Principal, require_role
 from services.web.problems import Problem
 from shared.db.engine import make_engine
 from shared.db.schema import districts
@@ -62,6 +62,8 @@ class Ingest:
     settings: IngestSettings
     engine: sa.Engine
     writer: EventLogWriter
+    receipts: receipts.ReceiptBook
+    authenticate: Authenticator
     known_districts: frozenset[str]
     limiter: RateLimiter
 
@@ -77,7 +79,7 @@ IngestDep = Annotated[Ingest, Depends(get_ingest)]
 async def caller(
     ingest: IngestDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    principal = await run_in_threadpool(authenticate, ingest.engine, authorization)
+    principal = await run_in_threadpool(ingest.authenticate, authorization)
     require_role(principal, "district")
     wait = ingest.limiter.take(principal.token_id)
     if wait > 0:
@@ -107,9 +109,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             config.kafka_bootstrap_servers, config.events_topic, config.produce_timeout_seconds
         )
         limiter = RateLimiter(config.rate_limit_per_second, config.rate_limit_burst)
-        app.state.ingest = Ingest(config, engine, writer, known, limiter)
+        book = receipts.ReceiptBook(engine)
+        authenticator = Authenticator(engine, config.token_cache_seconds)
+        app.state.ingest = Ingest(config, engine, writer, book, authenticator, known, limiter)
         yield
         writer.close()
+        book.close()
         engine.dispose()
 
     app = FastAPI(
@@ -142,7 +147,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             )
         if event is None:
             raise Problem(422, "Unprocessable Content", "The event is invalid.", errors=errors)
-        [receipt] = await run_in_threadpool(append_events, ingest, [event])
+        [receipt] = await append_events(ingest, [event])
         LATENCY.labels("event").observe(time.perf_counter() - started)
         return receipt
 
@@ -200,7 +205,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 errors=errors,
                 invalid_items=bad,
             )
-        result = await run_in_threadpool(append_events, ingest, valid)
+        result = await append_events(ingest, valid)
         LATENCY.labels("batch").observe(time.perf_counter() - started)
         return BatchReceipts(receipts=result)
 
@@ -257,40 +262,30 @@ async def read_body(request: Request, limit: int, accepted_types: set[str]) -> b
     return bytes(body)
 
 
-def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
-    """Append the events not yet accepted; answer resends with their original receipt.
-
-    Blocking (database and Kafka): called in the thread pool.
-    """
-    digests = {str(e.event_id): body_digest(e) for e in events}
-    stored = receipts.find(ingest.engine, digests)
-    conflicts = [
-        event_id
-        for event_id, digest in digests.items()
-        if event_id in stored and stored[event_id].body_sha256 != digest
-    ]
-    seen_in_request: dict[str, str] = {}
-    for event in events:
-        event_id = str(event.event_id)
-        if seen_in_request.setdefault(event_id, digests[event_id]) != body_digest(event):
-            conflicts.append(event_id)
+async def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
+    """Append the events not yet accepted; answer resends with their original receipt."""
+    ids = [str(e.event_id) for e in events]
+    digests = [body_digest(e) for e in events]
+    stored = await run_in_threadpool(ingest.receipts.find, ids)
+    first_digest: dict[str, str] = {}  # per id: the stored body, else its first in this request
+    for event_id, digest in zip(ids, digests, strict=True):
+        first_digest.setdefault(
+            event_id, stored[event_id].body_sha256 if event_id in stored else digest
+        )
+    conflicts = sorted({i for i, d in zip(ids, digests, strict=True) if first_digest[i] != d})
     if conflicts:
         EVENTS.labels("conflict").inc(len(conflicts))
         raise Problem(
             409,
             "Conflict",
             "An event_id was already used for a different event; none was accepted.",
-            conflicting_event_ids=sorted(set(conflicts)),
+            conflicting_event_ids=conflicts,
         )
-    new: dict[str, Event] = {}
-    for event in events:
-        event_id = str(event.event_id)
-        if event_id not in stored:
-            new.setdefault(event_id, event)
+    new = {i: e for i, e in zip(ids, events, strict=True) if i not in stored}  # first copy of each
     received_at: datetime = utc_now()
     records = [(e.district_code, encode_event(e, received_at)) for e in new.values()]
     try:
-        positions = ingest.writer.append(records) if records else []
+        positions = (await ingest.writer.append(records)) if records else []
     except LogUnavailable as exc:
         EVENTS.labels("unavailable").inc(len(events))
         raise Problem(
@@ -300,23 +295,22 @@ def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         ) from exc
     accepted = {
-        event_id: receipts.Receipt(event_id, digests[event_id], p.partition, p.offset, received_at)
+        event_id: receipts.Receipt(
+            event_id, first_digest[event_id], p.partition, p.offset, received_at
+        )
         for event_id, p in zip(new, positions, strict=True)
     }
-    receipts.record(ingest.engine, list(accepted.values()))
+    ingest.receipts.remember(accepted.values())
     answers: list[Receipt] = []
     answered: set[str] = set()
-    for event in events:
-        event_id = str(event.event_id)
+    for event_id in ids:
         original = stored.get(event_id) or accepted[event_id]
-        status: Literal["accepted", "duplicate"] = (
-            "accepted" if event_id in accepted and event_id not in answered else "duplicate"
-        )
+        fresh = event_id in accepted and event_id not in answered
         answered.add(event_id)
         answers.append(
             Receipt(
                 event_id=event_id,
-                status=status,
+                status="accepted" if fresh else "duplicate",
                 partition=original.partition,
                 offset=original.offset,
             )

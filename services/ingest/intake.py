@@ -71,7 +71,11 @@ def validate_event(
     except UnknownSchemaVersion as exc:
         return None, [_error((*prefix, "schema_version"), str(exc), "schema_version")], False
     except ValidationError as exc:
-        return None, field_errors(_without_union_tag(exc.errors(include_input=False)), prefix), False
+        return (
+            None,
+            field_errors(_without_union_tag(exc.errors(include_input=False)), prefix),
+            False,
+        )
     if event.district_code not in known_districts:
         message = f"Unknown district code {event.district_code!r}."
         return None, [_error((*prefix, "district_code"), message, "unknown_district")], False

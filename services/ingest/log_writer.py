@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
+from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +23,26 @@ class LogUnavailable(Exception):
 class Position:
     partition: int
     offset: int
+
+
+def _resolve(loop: asyncio.AbstractEventLoop, ack: asyncio.Future[Position], metadata: Any) -> None:
+    loop.call_soon_threadsafe(_set_result, ack, Position(metadata.partition, metadata.offset))
+
+
+def _fail(
+    loop: asyncio.AbstractEventLoop, ack: asyncio.Future[Position], error: BaseException
+) -> None:
+    loop.call_soon_threadsafe(_set_exception, ack, error)
+
+
+def _set_result(ack: asyncio.Future[Position], position: Position) -> None:
+    if not ack.done():  # a timed-out request has already stopped waiting
+        ack.set_result(position)
+
+
+def _set_exception(ack: asyncio.Future[Position], error: BaseException) -> None:
+    if not ack.done():
+        ack.set_exception(error)
 
 
 class EventLogWriter:
@@ -35,7 +58,7 @@ class EventLogWriter:
             client_id="district-ledger-ingest",
             acks="all",
             enable_idempotence=True,
-            linger_ms=2,
+            linger_ms=1,  # concurrent requests share produce requests; a lone one waits 1 ms
             compression_type=None,
             # Bound every wait so a broker outage becomes a prompt 503, not a hung request.
             max_block_ms=timeout_ms,
@@ -45,19 +68,28 @@ class EventLogWriter:
             reconnect_backoff_max_ms=1000,
         )
 
-    def append(self, records: Sequence[tuple[str, bytes]]) -> list[Position]:
-        """Append (key, value) records; return their positions once all are acknowledged."""
+    async def append(self, records: Sequence[tuple[str, bytes]]) -> list[Position]:
+        """Append (key, value) records; return their positions once all are acknowledged.
+
+        The request waits on the broker's acks without holding a thread: the producer's I/O
+        thread resolves asyncio futures. Only ``send`` runs in the thread pool, because it
+        blocks while topic metadata is unknown (a broker outage).
+        """
+        loop = asyncio.get_running_loop()
+        acks: list[asyncio.Future[Position]] = [loop.create_future() for _ in records]
+
+        def send_all() -> None:
+            for (key, value), ack in zip(records, acks, strict=True):
+                sent = self._producer.send(self.topic, key=key.encode(), value=value)
+                sent.add_callback(_resolve, loop, ack)
+                sent.add_errback(_fail, loop, ack)
+
         try:
-            futures = [
-                self._producer.send(self.topic, key=key.encode(), value=value)
-                for key, value in records
-            ]
-            self._producer.flush(timeout=self.timeout_seconds)
-            metadata = [future.get(timeout=self.timeout_seconds) for future in futures]
-        except KafkaError as exc:
-            log.warning("kafka append failed: %s", exc)
-            raise LogUnavailable(str(exc)) from exc
-        return [Position(m.partition, m.offset) for m in metadata]
+            await run_in_threadpool(send_all)
+            return list(await asyncio.wait_for(asyncio.gather(*acks), self.timeout_seconds))
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("kafka append failed: %r", exc)
+            raise LogUnavailable(repr(exc)) from exc
 
     def reachable(self) -> bool:
         """A fresh metadata request to the brokers: true only if one answers now."""

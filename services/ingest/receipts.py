@@ -1,8 +1,18 @@
-"""Receipts ingest gave: a resend of an accepted event gets its original receipt back."""
+"""Receipts ingest gave: a resend of an accepted event gets its original receipt back.
+
+Receipts live in the ``ingest_receipts`` table forever, and the most recent ones also in
+memory. New receipts are written by a background thread in small batches (every
+``FLUSH_SECONDS``) so a request never waits on a database commit; a crash can lose only the
+last moment's receipts, and a resend of one of those reaches the log again, where the
+projector counts it once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,6 +20,11 @@ import sqlalchemy as sa
 
 from shared.db.schema import ingest_receipts
 from shared.db.upserts import insert_ignoring_conflicts
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.05
+RECENT_CAPACITY = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,38 +36,85 @@ class Receipt:
     received_at: datetime
 
 
-def find(engine: sa.Engine, event_ids: Iterable[str]) -> dict[str, Receipt]:
-    ids = list(set(event_ids))
-    found: dict[str, Receipt] = {}
-    with engine.connect() as conn:
-        for start in range(0, len(ids), 500):  # stay under every driver's parameter limit
-            rows = conn.execute(
-                sa.select(ingest_receipts).where(
-                    ingest_receipts.c.event_id.in_(ids[start : start + 500])
-                )
-            )
-            for row in rows:
-                found[row.event_id] = Receipt(
-                    row.event_id, row.body_sha256, row.partition, row.offset, row.received_at
-                )
-    return found
+class ReceiptBook:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._recent: OrderedDict[str, Receipt] = OrderedDict()
+        self._pending: list[Receipt] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._writer = threading.Thread(target=self._write_loop, name="receipt-writer", daemon=True)
+        self._writer.start()
 
+    def find(self, event_ids: Iterable[str]) -> dict[str, Receipt]:
+        """Receipts already given for these ids. Blocking on a cache miss: call in a thread."""
+        found: dict[str, Receipt] = {}
+        missing: list[str] = []
+        with self._lock:
+            for event_id in set(event_ids):
+                if event_id in self._recent:
+                    found[event_id] = self._recent[event_id]
+                else:
+                    missing.append(event_id)
+        if missing:
+            found.update(self._load(missing))
+        return found
 
-def record(engine: sa.Engine, receipts: Sequence[Receipt]) -> None:
-    # Two concurrent sends of one new id may both reach Kafka; the first receipt stays and the
-    # projector counts the event once.
-    with engine.begin() as conn:
-        insert_ignoring_conflicts(
-            conn,
-            ingest_receipts,
-            [
-                {
-                    "event_id": r.event_id,
-                    "body_sha256": r.body_sha256,
-                    "partition": r.partition,
-                    "offset": r.offset,
-                    "received_at": r.received_at,
-                }
-                for r in receipts
-            ],
-        )
+    def remember(self, receipts: Iterable[Receipt]) -> None:
+        with self._lock:
+            for receipt in receipts:
+                self._recent[receipt.event_id] = receipt
+                self._pending.append(receipt)
+            while len(self._recent) > RECENT_CAPACITY:
+                self._recent.popitem(last=False)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._writer.join(timeout=10)
+        self._flush()
+
+    def _load(self, event_ids: list[str]) -> dict[str, Receipt]:
+        table = ingest_receipts
+        found: dict[str, Receipt] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(event_ids), 500):  # under every driver's parameter limit
+                chunk = event_ids[start : start + 500]
+                for row in conn.execute(sa.select(table).where(table.c.event_id.in_(chunk))):
+                    found[row.event_id] = Receipt(
+                        row.event_id, row.body_sha256, row.partition, row.offset, row.received_at
+                    )
+        return found
+
+    def _write_loop(self) -> None:
+        while not self._stop.wait(FLUSH_SECONDS):
+            try:
+                self._flush()
+            except sa.exc.SQLAlchemyError:
+                log.exception("writing receipts failed; retrying")
+
+    def _flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            with self.engine.begin() as conn:
+                # Two racing sends of one new id both reach Kafka; the first receipt stays.
+                insert_ignoring_conflicts(
+                    conn,
+                    ingest_receipts,
+                    [
+                        {
+                            "event_id": r.event_id,
+                            "body_sha256": r.body_sha256,
+                            "partition": r.partition,
+                            "offset": r.offset,
+                            "received_at": r.received_at,
+                        }
+                        for r in batch
+                    ],
+                )
+        except sa.exc.SQLAlchemyError:
+            with self._lock:
+                self._pending[:0] = batch  # keep them for the next try
+            raise

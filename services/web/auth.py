@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -68,6 +69,30 @@ def revoke_token(engine: sa.Engine, token_id: str) -> bool:
             .values(revoked_at=datetime.now(UTC))
         )
     return result.rowcount == 1
+
+
+class Authenticator:
+    """``authenticate`` with a short memory: a busy token costs one lookup per ``ttl`` seconds.
+
+    A revocation therefore takes effect within ``ttl`` seconds (0 disables the memory).
+    """
+
+    def __init__(self, engine: sa.Engine, ttl: float) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._known: dict[str, tuple[float, Principal]] = {}
+
+    def __call__(self, authorization: str | None) -> Principal:
+        if self.ttl > 0 and authorization:
+            hit = self._known.get(authorization)
+            if hit and time.monotonic() - hit[0] < self.ttl:
+                return hit[1]
+        principal = authenticate(self.engine, authorization)
+        if self.ttl > 0 and authorization:
+            if len(self._known) > 10_000:
+                self._known.clear()  # bounded: forged tokens are never stored, real ones are few
+            self._known[authorization] = (time.monotonic(), principal)
+        return principal
 
 
 def authenticate(engine: sa.Engine, authorization: str | None) -> Principal:

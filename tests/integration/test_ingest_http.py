@@ -211,14 +211,17 @@ def test_the_auth_matrix(ingest: Ingest) -> None:
     assert ingest.records() == []
 
 
-def test_a_revoked_token_is_refused(ingest: Ingest) -> None:
-    engine = make_engine(ingest.database_url)
-    token_id, token = create_token(engine, "district", district_code=HA_TINH_CITY)
-    headers = {"Authorization": f"Bearer {token}"}
-    assert ingest.client.post("/v1/events", json=event(), headers=headers).status_code == 202
-    assert revoke_token(engine, token_id)
-    engine.dispose()
-    assert_problem(ingest.client.post("/v1/events", json=event(), headers=headers), 401)
+def test_a_revoked_token_is_refused_once_the_token_memory_expires(
+    kafka_bootstrap: str, sqlite_url: str, topic: str
+) -> None:
+    for ingest in start_ingest(kafka_bootstrap, sqlite_url, topic, token_cache_seconds=0):
+        engine = make_engine(ingest.database_url)
+        token_id, token = create_token(engine, "district", district_code=HA_TINH_CITY)
+        headers = {"Authorization": f"Bearer {token}"}
+        assert ingest.client.post("/v1/events", json=event(), headers=headers).status_code == 202
+        assert revoke_token(engine, token_id)
+        engine.dispose()
+        assert_problem(ingest.client.post("/v1/events", json=event(), headers=headers), 401)
 
 
 def test_tokens_are_stored_only_as_hashes(ingest: Ingest) -> None:

@@ -1,0 +1,32 @@
+-- wrk script: POST one ConferenceHeld per request, each with a fresh event_id, so every
+-- request is a new event (a resend would only measure the duplicate path).
+local token = os.getenv("LEDGER_TOKEN")
+local district = os.getenv("LEDGER_DISTRICT") or "436"
+local counter = 0
+local prefix
+
+function setup(thread)
+  thread:set("thread_prefix", string.format("%08x", math.random(0, 0x7fffffff)))
+end
+
+function init(args)
+  prefix = thread_prefix or string.format("%08x", math.random(0, 0x7fffffff))
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = "Bearer " .. token
+end
+
+function request()
+  counter = counter + 1
+  local id = string.format("%s-%04x-4%03x-8%03x-%012x", prefix, counter % 0x10000, counter % 0x1000, math.random(0, 0xfff), counter)
+  local body = '{"event_id":"' .. id .. '","type":"ConferenceHeld","district_code":"' .. district ..
+    '","occurred_at":"2024-09-15","payload":{"title":"Hội nghị sơ kết công tác phối hợp",' ..
+    '"kind":"review","organizers":["Ban Dân vận Huyện ủy","Công an huyện"],"attendees":120,"online":false}}'
+  return wrk.format(nil, nil, nil, body)
+end
+
+function response(status, headers, body)
+  if status ~= 202 then
+    io.stderr:write("status " .. status .. ": " .. body .. "\n")
+  end
+end
