@@ -4,26 +4,14 @@
 # test fails or when no test ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHON="$PWD/.venv/bin/python"
 export KAFKA_PORT="${TEST_KAFKA_PORT:-19092}" KAFKA_CONTROLLER_PORT="${TEST_KAFKA_CONTROLLER_PORT:-19093}"
 export KAFKA_STATE_DIR="$PWD/var/test-kafka"
 export PGPORT="${TEST_PGPORT:-55433}" PG_STATE_DIR="$PWD/var/test-postgres"
+# shellcheck source=deploy/stack.sh
+source deploy/stack.sh
 
-cleanup() {
-  deploy/kafka/kafka.sh stop || true
-  deploy/postgres/postgres.sh stop || true
-}
-trap cleanup EXIT
-
-deploy/kafka/kafka.sh wipe >/dev/null 2>&1 || true  # every run starts from an empty log
-deploy/kafka/kafka.sh start
-deploy/postgres/postgres.sh start
-
-export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
-DATABASE_URL="$(deploy/postgres/postgres.sh url postgres)"
-export DATABASE_URL
-# Lets fault tests stop and restart this broker for real.
-export LEDGER_TEST_BROKER_CONTROL="$PWD/deploy/kafka/kafka.sh"
+deploy/browser.sh  # headless Chromium for the dashboard's browser tests
+start_stack
 
 set +e
 .venv/bin/python -m pytest "$@"

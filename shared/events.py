@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     Strict,
     StringConstraints,
@@ -83,6 +84,7 @@ def _parse_occurred_at(value: Any) -> date | datetime:
 OccurredAt = Annotated[
     date | datetime,
     PlainValidator(_parse_occurred_at),
+    PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json"),
     WithJsonSchema(
         {"type": "string", "description": "ISO 8601 date or datetime", "examples": ["2021-09-15"]}
     ),

@@ -1,0 +1,517 @@
+"""`make bench`: every figure beside a baseline measured in the same run on the same machine.
+
+Writes bench/results/latest.json and bench/results/latest.md. Sizes are flags so a quick run
+(`make bench BENCH_ARGS=--quick`) fits a CI minute while the full one measures what the targets
+name. Expects KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (a PostgreSQL server) in the environment,
+as deploy/bench.sh sets them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from services.demo import demo_districts, generate
+from services.topics import ensure_topics
+from services.web.auth import create_token
+from shared.db.engine import make_engine, migrate
+from shared.db.schema import read_models
+from shared.events import parse_event
+from shared.records import encode_event
+from tests.support import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+LOGS = ROOT / "var" / "bench-logs"
+
+
+@dataclass
+class Report:
+    started: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    machine: dict[str, Any] = field(default_factory=dict)
+    figures: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        name: str,
+        value: float,
+        unit: str,
+        baseline_name: str | None = None,
+        baseline: float | None = None,
+        target: str = "",
+        lower_is_better: bool = False,
+    ) -> None:
+        ratio = None
+        if baseline:
+            ratio = round(baseline / value if lower_is_better else value / baseline, 3)
+        row = {
+            "figure": name,
+            "value": round(value, 2),
+            "unit": unit,
+            "baseline": baseline_name,
+            "baseline_value": None if baseline is None else round(baseline, 2),
+            "ratio": ratio,
+            "target": target,
+        }
+        self.figures.append(row)
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+
+    def write(self) -> None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "latest.json").write_text(
+            json.dumps(self.__dict__, indent=2, ensure_ascii=False)
+        )
+        lines = [
+            f"Measured {self.started} on {self.machine.get('cpus')} cores (load {self.machine.get('load')}).",
+            "",
+            "| figure | value | baseline (same run) | ratio | target |",
+            "|---|---|---|---|---|",
+        ]
+        for f in self.figures:
+            base = "" if f["baseline"] is None else f"{f['baseline']}: {f['baseline_value']}"
+            lines.append(
+                f"| {f['figure']} | {f['value']} {f['unit']} | {base} | {f['ratio'] or ''} | {f['target']} |"
+            )
+        (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def templates() -> list[tuple[str, bytes, str]]:
+    """Realistic encoded events (the demo's mix, without retractions) as (key, value, id)."""
+    now = datetime.now(UTC)
+    out = []
+    for events in generate(seed=7).values():
+        for data in events:
+            if data["type"] == "EventRetracted":
+                continue
+            event = parse_event(data)
+            out.append((event.district_code, encode_event(event, now), str(event.event_id)))
+    return out
+
+
+def fresh_records(count: int) -> Iterator[tuple[bytes, bytes]]:
+    """``count`` records cycling through the templates, each with a new event_id."""
+    base = templates()
+    for i in range(count):
+        key, value, old_id = base[i % len(base)]
+        yield key.encode(), value.replace(old_id.encode(), str(uuid.uuid4()).encode(), 1)
+
+
+def fresh_bodies(count: int, district: str) -> list[dict[str, Any]]:
+    """``count`` events of one district, as a district system would post them."""
+    base = [
+        e for events in generate(seed=11).values() for e in events if e["type"] != "EventRetracted"
+    ]
+    return [
+        {**base[i % len(base)], "event_id": str(uuid.uuid4()), "district_code": district}
+        for i in range(count)
+    ]
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+@contextmanager
+def service(args: list[str], env: dict[str, str], name: str) -> Iterator[subprocess.Popen[bytes]]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with (LOGS / f"{name}.log").open("ab") as log:
+        process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def ledger(*args: str) -> list[str]:
+    return [sys.executable, "-m", "services.cli", *args]
+
+
+def wrk(
+    url: str, seconds: int, env: dict[str, str], script: str | None = None
+) -> tuple[float, int]:
+    """Requests/s and the count of non-2xx answers, 2 threads, 32 connections."""
+    command = ["wrk", "-t2", "-c32", f"-d{seconds}s", url]
+    if script:
+        command[1:1] = ["-s", script]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out.stdout).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out.stdout)
+    return rate, int(errors.group(1)) if errors else 0
+
+
+# --- measurements -------------------------------------------------------------------------
+
+
+def raw_producer_rate(bootstrap: str, topic: str, count: int) -> float:
+    records = list(fresh_records(count))
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=256 * 1024
+    )
+    started = time.perf_counter()
+    for key, value in records:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    elapsed = time.perf_counter() - started
+    producer.close()
+    return count / elapsed
+
+
+def raw_consume_rate(bootstrap: str, topic: str) -> tuple[float, int]:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000
+    )
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning()
+    ends = consumer.end_offsets(partitions)
+    total = sum(ends.values())
+    seen = 0
+    started = time.perf_counter()
+    while seen < total:
+        seen += sum(len(batch) for batch in consumer.poll(timeout_ms=500).values())
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return total / elapsed, total
+
+
+def post_batches(args: tuple[str, str, list[bytes]]) -> int:
+    url, token, bodies = args
+    sent = 0
+    with httpx.Client(
+        timeout=60, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    ) as client:
+        for body in bodies:
+            response = client.post(url, content=body)
+            if response.status_code != 202:
+                raise RuntimeError(f"batch answered {response.status_code}: {response.text[:300]}")
+            sent += len(response.json()["receipts"])
+    return sent
+
+
+def batch_ingest_rate(ingest_url: str, tokens: list[tuple[str, str]], per_client: int) -> float:
+    jobs = []
+    for district, token in tokens:
+        events = fresh_bodies(per_client, district)
+        bodies = [
+            json.dumps(events[i : i + 1000], ensure_ascii=False).encode()
+            for i in range(0, per_client, 1000)
+        ]
+        jobs.append((f"{ingest_url}/v1/events/batch", token, bodies))
+    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+        started = time.perf_counter()
+        sent = sum(pool.map(post_batches, jobs))
+        elapsed = time.perf_counter() - started
+    return sent / elapsed
+
+
+def applied_total(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(read_models.offsets.c.next_offset), 0))
+            )
+            or 0
+        )
+
+
+def wait_projected(engine: sa.Engine, total: int, timeout: float = 1800) -> float:
+    started = time.perf_counter()
+    while applied_total(engine) < total:
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"projector stuck at {applied_total(engine)} of {total}")
+        time.sleep(0.2)
+    return time.perf_counter() - started
+
+
+def open_loop_latencies(
+    url: str, headers: dict[str, str], rate: float, seconds: float
+) -> list[float]:
+    """Latency (ms) of requests sent on a fixed schedule, timed from when each was due, so a
+    slow answer cannot hide the requests it delayed (no coordinated omission)."""
+    import asyncio
+
+    async def run() -> list[float]:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(headers=headers, timeout=30, limits=limits) as client:
+            start = time.perf_counter()
+            latencies: list[float] = []
+
+            async def one(due: float) -> None:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                response = await client.get(url)
+                response.raise_for_status()
+                latencies.append((time.perf_counter() - due) * 1000)
+
+            await asyncio.gather(*(one(start + i / rate) for i in range(int(rate * seconds))))
+            return latencies
+
+    return asyncio.run(run())
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--rebuild-events", type=int, default=1_000_000)
+    options = parser.parse_args(argv)
+    quick = options.quick
+    raw_count = 20_000 if quick else 200_000
+    batch_per_client = 4_000 if quick else 40_000
+    seconds = 5 if quick else 15
+    rebuild_events = 20_000 if quick else options.rebuild_events
+
+    report = Report(machine={"cpus": os.cpu_count(), "load": os.getloadavg()[0]})
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    server_url = os.environ["DATABASE_URL"]
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    database = f"bench_{stamp}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
+    database_url = (
+        sa.make_url(server_url).set(database=database).render_as_string(hide_password=False)
+    )
+    migrate(database_url)
+    engine = make_engine(database_url)
+    topic = f"bench-{stamp}"
+    ensure_topics(bootstrap, topic, 6, f"{topic}.dead-letters")
+    ingest_port, api_port, baseline_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "EVENTS_TOPIC": topic,
+        "DEAD_LETTER_TOPIC": f"{topic}.dead-letters",
+        "INGEST_PORT": str(ingest_port),
+        "API_PORT": str(api_port),
+        "PROJECTOR_METRICS_PORT": str(free_port()),
+        "PROJECTOR_GROUP_ID": f"bench-{stamp}",
+        "RATE_LIMIT_PER_SECOND": "1000000",
+        "RATE_LIMIT_BURST": "1000000",
+        "LOG_LEVEL": "WARNING",
+    }
+
+    # 1. The raw producer: the ceiling Kafka and kafka-python set on this machine.
+    ensure_topics(bootstrap, f"{topic}-raw", 6, f"{topic}-raw.dead-letters")
+    raw_rate = raw_producer_rate(bootstrap, f"{topic}-raw", raw_count)
+    report.add("raw kafka-python producer (acks=all)", raw_rate, "events/s", target="baseline")
+
+    # 2. Bare FastAPI validation, then ingest's single-event path, with the same wrk load.
+    with service(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.baseline_app:app",
+            "--port",
+            str(baseline_port),
+            "--log-level",
+            "warning",
+        ],
+        env,
+        "baseline",
+    ):
+        wait_for(f"http://127.0.0.1:{baseline_port}/docs")
+        lua_env = {**env, "LEDGER_TOKEN": "none"}
+        sync_rate, _ = wrk(
+            f"http://127.0.0.1:{baseline_port}/sync", seconds, lua_env, "bench/post_event.lua"
+        )
+        async_rate, _ = wrk(
+            f"http://127.0.0.1:{baseline_port}/async", seconds, lua_env, "bench/post_event.lua"
+        )
+    report.add(
+        "FastAPI validation only, def route, 1 worker", sync_rate, "req/s", target="baseline"
+    )
+    report.add(
+        "FastAPI validation only, async route, 1 worker", async_rate, "req/s", target="baseline"
+    )
+
+    token = create_token(engine, "district", district_code="436")[1]
+    with service(ledger("serve", "ingest", "--workers", "2"), env, "ingest"):
+        wait_for(f"http://127.0.0.1:{ingest_port}/readyz")
+        single_rate, failures = wrk(
+            f"http://127.0.0.1:{ingest_port}/v1/events",
+            seconds,
+            {**env, "LEDGER_TOKEN": token},
+            "bench/post_event.lua",
+        )
+        report.add(
+            "ingest single event, acks=all, 2 workers",
+            single_rate,
+            "events/s",
+            "FastAPI validation async route",
+            async_rate,
+            "≥ 3,000 events/s",
+        )
+        if failures:
+            report.add("ingest single event: non-202 answers", failures, "responses", target="0")
+        districts = demo_districts(("42",), 4)
+        tokens = [(d, create_token(engine, "district", district_code=d)[1]) for d in districts]
+        batch_rate = batch_ingest_rate(f"http://127.0.0.1:{ingest_port}", tokens, batch_per_client)
+        report.add(
+            "ingest batches of 1,000, 2 workers, 4 clients",
+            batch_rate,
+            "events/s",
+            "raw producer",
+            raw_rate,
+            "≥ 20,000 events/s and ≥ 70% of raw",
+        )
+
+    # 3. The projector over everything ingest appended, beside a consume-only read of it.
+    consume_rate, total = raw_consume_rate(bootstrap, topic)
+    with service(ledger("serve", "projector"), env, "projector"):
+        elapsed = wait_projected(engine, total)
+    report.add(
+        "projector (fold + PostgreSQL write)",
+        total / elapsed,
+        "events/s",
+        "raw consume-only",
+        consume_rate,
+        "≥ 20,000 events/s and ≥ 50% of raw",
+    )
+
+    # 4. Queries at a steady rate, on an idle system and while batches stream in.
+    dashboard = create_token(engine, "dashboard")[1]
+    query_url = f"http://127.0.0.1:{api_port}/v1/summary?province=42&group_by=district,month"
+    rate = 200 if quick else 1000
+    with (
+        service(ledger("serve", "api", "--workers", "2"), env, "api"),
+        service(ledger("serve", "ingest", "--workers", "1"), env, "ingest-2"),
+        service(ledger("serve", "projector"), env, "projector-2"),
+    ):
+        wait_for(f"http://127.0.0.1:{api_port}/readyz")
+        wait_for(f"http://127.0.0.1:{ingest_port}/readyz")
+        headers = {"Authorization": f"Bearer {dashboard}"}
+        idle = open_loop_latencies(query_url, headers, rate, seconds)
+        loader = multiprocessing.get_context("spawn").Process(
+            target=batch_ingest_rate,
+            args=(f"http://127.0.0.1:{ingest_port}", tokens[:2], batch_per_client // 2),
+        )
+        loader.start()
+        busy = open_loop_latencies(query_url, headers, rate, seconds)
+        loader.join()
+        report.add(
+            f"query p50 at {rate}/s while ingesting",
+            percentile(busy, 50),
+            "ms",
+            "idle p50",
+            percentile(idle, 50),
+            lower_is_better=True,
+        )
+        report.add(
+            f"query p99 at {rate}/s while ingesting",
+            percentile(busy, 99),
+            "ms",
+            "idle p99",
+            percentile(idle, 99),
+            "≤ 25 ms",
+            lower_is_better=True,
+        )
+        e2e = end_to_end_latencies(ingest_port, api_port, token, dashboard, 50 if quick else 300)
+        report.add(
+            "end to end POST → visible, p50", percentile(e2e, 50), "ms", lower_is_better=True
+        )
+        report.add(
+            "end to end POST → visible, p99",
+            percentile(e2e, 99),
+            "ms",
+            target="≤ 150 ms",
+            lower_is_better=True,
+        )
+
+    # 5. Rebuild from offset 0 of a log of `rebuild_events` events.
+    rebuild_seconds, produce_rate = rebuild(bootstrap, server_url, stamp, rebuild_events, env)
+    if rebuild_seconds is not None:
+        report.add(
+            f"rebuild of {rebuild_events:,} events",
+            rebuild_seconds,
+            "s",
+            "the same events at the projector's rate",
+            rebuild_events / (total / elapsed),
+            "≤ 60 s for 1,000,000",
+            lower_is_better=True,
+        )
+    report.write()
+
+
+def end_to_end_latencies(
+    ingest_port: int, api_port: int, token: str, dashboard: str, samples: int
+) -> list[float]:
+    """POST one event, then ask the summary to include it (``after=``): time until it answers."""
+    latencies = []
+    with httpx.Client(timeout=30) as client:
+        for body in fresh_bodies(samples, "436"):
+            started = time.perf_counter()
+            receipt = client.post(
+                f"http://127.0.0.1:{ingest_port}/v1/events",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            ).json()
+            client.get(
+                f"http://127.0.0.1:{api_port}/v1/summary",
+                params={"district": "436", "after": f"{receipt['partition']}:{receipt['offset']}"},
+                headers={"Authorization": f"Bearer {dashboard}"},
+            ).raise_for_status()
+            latencies.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.01)
+    return latencies
+
+
+def rebuild(
+    bootstrap: str, server_url: str, stamp: str, count: int, env: dict[str, str]
+) -> tuple[float | None, float]:
+    topic = f"bench-rebuild-{stamp}"
+    ensure_topics(bootstrap, topic, 6, f"{topic}.dead-letters")
+    produce_rate = raw_producer_rate(bootstrap, topic, count)
+    database = f"bench_rebuild_{stamp}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
+    url = sa.make_url(server_url).set(database=database).render_as_string(hide_password=False)
+    migrate(url)
+    started = time.perf_counter()
+    done = subprocess.run(
+        ledger("rebuild"),
+        env={**env, "DATABASE_URL": url, "EVENTS_TOPIC": topic},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        print(f"rebuild failed: {done.stderr[-2000:]}", file=sys.stderr)
+        return None, produce_rate
+    return time.perf_counter() - started, produce_rate
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+# Sourced by test.sh and bench.sh: a fresh local Kafka broker and a PostgreSQL server on the
+# ports the caller chose, their addresses exported for the code under test, both stopped on exit.
+# Needs: KAFKA_PORT, KAFKA_CONTROLLER_PORT, KAFKA_STATE_DIR, PGPORT, PG_STATE_DIR.
+export PYTHON="$PWD/.venv/bin/python"
+
+stop_stack() {
+  deploy/kafka/kafka.sh stop || true
+  deploy/postgres/postgres.sh stop || true
+}
+
+start_stack() {
+  trap stop_stack EXIT
+  deploy/kafka/kafka.sh wipe >/dev/null 2>&1 || true  # every run starts from an empty log
+  deploy/kafka/kafka.sh start
+  deploy/postgres/postgres.sh start
+  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
+  DATABASE_URL="$(deploy/postgres/postgres.sh url postgres)"
+  export DATABASE_URL
+  # Lets fault tests and drills stop and restart this broker for real.
+  export LEDGER_TEST_BROKER_CONTROL="$PWD/deploy/kafka/kafka.sh"
+}
