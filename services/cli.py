@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -214,6 +215,162 @@ def demo(
     console.print(
         f"{accepted} events accepted, {duplicates} already there, from {len(data)} districts"
     )
+
+
+@app.command()
+def replay(
+    district: Annotated[str | None, typer.Option(help="Only this district (code)")] = None,
+    event_type: Annotated[
+        str | None, typer.Option("--type", help="Only this event type, e.g. ConferenceHeld")
+    ] = None,
+    received_from: Annotated[
+        str | None,
+        typer.Option("--from", help="Received at or after: ISO 8601 datetime or date"),
+    ] = None,
+    received_to: Annotated[
+        str | None,
+        typer.Option("--to", help="Received at or before: ISO 8601 datetime or date (its end)"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout")] = None,
+) -> None:
+    """Write the log, or a slice of it, as NDJSON: what GET /v1/audit/events streams."""
+    import sys
+
+    from rich.progress import Progress
+
+    from services.api.audit_log import KafkaLog, LogUnavailable, parse_instant
+    from services.api.audit_replay import ReplayFilter, plan_replay, replay_lines
+    from shared.db.schema import read_models
+    from shared.events import EVENT_TYPES
+    from shared.settings import get_api_settings
+
+    if event_type is not None and event_type not in EVENT_TYPES:
+        raise typer.BadParameter(f"one of {', '.join(sorted(EVENT_TYPES))}", param_hint="--type")
+    try:
+        wanted = ReplayFilter(
+            district,
+            event_type,
+            parse_instant(received_from) if received_from else None,
+            parse_instant(received_to, end_of_day=True) if received_to else None,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(f"not an ISO 8601 date or datetime: {exc}") from None
+    settings = get_api_settings()
+    engine = _engine(settings)
+    sink = out.open("wb") if out else sys.stdout.buffer
+    try:
+        with (
+            KafkaLog(settings.kafka_bootstrap_servers, settings.events_topic) as log,
+            Progress(console=console, transient=out is None) as progress,
+        ):
+            plan = plan_replay(log, engine, read_models, wanted)
+            task = progress.add_task("replaying the log", total=plan.records_to_read)
+            for chunk in replay_lines(
+                log, engine, read_models, plan, wanted, lambda n: progress.advance(task, n)
+            ):
+                sink.write(chunk)
+    except LogUnavailable as exc:
+        console.print(f"[red]Kafka did not answer: {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        sink.flush()
+        if out:
+            sink.close()
+
+
+@app.command()
+def verify(
+    province: Annotated[str | None, typer.Option(help="Compare this province's rows only")] = None,
+    heads: Annotated[
+        bool,
+        typer.Option(
+            "--heads", help="Only export the chain head of every partition, as JSON, to keep"
+        ),
+    ] = False,
+    against: Annotated[
+        Path | None,
+        typer.Option(help="A heads file exported earlier: prove the log still hashes to it"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of stdout")] = None,
+) -> None:
+    """Fold the log afresh and compare with the read models and the stored hash chain.
+
+    Prints a JSON report and exits 0 when consistent, 1 with every difference, 2 when Kafka or
+    the database cannot be read. With --heads, prints the chain heads instead.
+    """
+    import json
+
+    from sqlalchemy.exc import OperationalError
+
+    from services.api.audit_log import KafkaLog, LogUnavailable
+    from services.api.audit_verify import ProjectorBusy, log_heads, saved_heads
+    from services.api.audit_verify import verify as verify_log
+    from shared.db.schema import read_models
+    from shared.settings import get_api_settings
+
+    settings = get_api_settings()
+    saved = []
+    if against is not None:
+        try:
+            document = json.loads(against.read_text())
+            saved = saved_heads(document)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise typer.BadParameter(f"not a heads file: {exc}", param_hint="--against") from None
+        if document.get("topic") not in (None, settings.events_topic):
+            raise typer.BadParameter(
+                f"heads of topic {document['topic']!r}, not {settings.events_topic!r}",
+                param_hint="--against",
+            )
+    try:
+        with KafkaLog(settings.kafka_bootstrap_servers, settings.events_topic) as log:
+            if heads:
+                report = log_heads(log)
+            else:
+                report = verify_log(
+                    log, _engine(settings), read_models, province=province, saved_heads=saved
+                )
+    except (LogUnavailable, ProjectorBusy, OperationalError) as exc:
+        console.print(f"[red]cannot verify now: {exc}")
+        raise typer.Exit(2) from None
+    text = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        print(text, end="")
+    if report.get("status") == "inconsistent":
+        console.print(f"[red]{report['differences_total']} difference(s)")
+        raise typer.Exit(1)
+
+
+@app.command()
+def rebuild(
+    verify_only: Annotated[
+        bool, typer.Option("--verify-only", help="Compare with the live read models; swap nothing")
+    ] = False,
+    batch: Annotated[int, typer.Option(help="Records per transaction")] = 5000,
+) -> None:
+    """Re-project the log from offset 0 into fresh tables, check them, and swap them in.
+
+    The API keeps serving throughout. With --verify-only the exit status is 1 if the rebuilt and
+    the live read models differ, and the differences are listed.
+    """
+    from services.projector.rebuild import Rebuild, RebuildError, print_report, run_with_progress
+
+    settings = get_projector_settings()
+    engine = _engine(settings)
+    job = Rebuild(
+        engine, settings.events_topic, settings.kafka_bootstrap_servers, batch_records=batch
+    )
+    try:
+        report = run_with_progress(job, verify_only, console)
+    except RebuildError as exc:
+        console.print(f"[red]rebuild failed, nothing swapped: {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    print_report(report, console)
+    if verify_only and not report.identical:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from services.api.deps import Api, ApiDep, LogPositions
-from services.api.routes import dashboard, lists, me, registry, summary
+from services.api.routes import audit, dashboard, lists, me, registry, summary
 from services.web import problems
 from shared.db.engine import make_engine
 from shared.logs import configure_logging
@@ -46,6 +46,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(registry.router)
     app.include_router(me.router)
     app.include_router(summary.router)
+    app.include_router(audit.router)
     app.include_router(lists.router)
     dashboard.install(app)
 

@@ -1,0 +1,229 @@
+"""``/v1/audit``: replay the log, the summary as of a past moment, and verification. Auditors only.
+
+Everything here reads Kafka itself, never just the read models: the log is the record, and
+these endpoints exist to check what the read models say against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from services.api.audit_log import TIMESTAMP_SLACK, KafkaLog, LogUnavailable, Slice, parse_instant
+from services.api.audit_replay import ReplayFilter, plan_replay, replay_lines
+from services.api.audit_verify import ProjectorBusy, verify
+from services.api.deps import Api, ApiDep, PrincipalDep, resolve_scope
+from services.api.routes.summary import DistrictQuery, ProvinceQuery, SummaryRow
+from services.api.summary import parse_group_by
+from services.api.tabular import Tabular, respond
+from services.web.auth import Principal, require_role
+from services.web.problems import Problem
+from shared import registry
+from shared.events import EVENT_TYPES
+from shared.ledger import fold_log, summarize
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+def require_auditor(principal: PrincipalDep) -> Principal:
+    require_role(principal, "auditor")
+    return principal
+
+
+Auditor = Annotated[Principal, Depends(require_auditor)]
+FromQuery = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        description="Received at or after: ISO 8601 datetime, or a date (from its first moment); "
+        "without an offset, Vietnam time",
+    ),
+]
+ToQuery = Annotated[
+    str | None,
+    Query(description="Received at or before: ISO 8601 datetime, or a date (to its last moment)"),
+]
+
+
+def invalid(name: str, message: str) -> Problem:
+    return Problem(
+        422,
+        "Unprocessable Content",
+        f"{name}: {message}",
+        errors=[{"loc": ["query", name], "field": name, "message": message, "type": name}],
+    )
+
+
+def instant(name: str, value: str, *, end_of_day: bool = False) -> datetime:
+    try:
+        return parse_instant(value, end_of_day=end_of_day)
+    except ValueError as exc:
+        raise invalid(name, f"not an ISO 8601 date or datetime ({exc})") from None
+
+
+def unavailable(exc: Exception) -> Problem:
+    return Problem(
+        503, "Service Unavailable", f"Kafka did not answer: {exc}", headers={"Retry-After": "5"}
+    )
+
+
+def open_log(api: Api) -> KafkaLog:
+    return KafkaLog(api.settings.kafka_bootstrap_servers, api.settings.events_topic)
+
+
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+def audit_events(
+    api: ApiDep,
+    auditor: Auditor,
+    district: DistrictQuery = None,
+    type_: Annotated[
+        str | None, Query(alias="type", description="One event type, e.g. ConferenceHeld")
+    ] = None,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+) -> StreamingResponse:
+    """The unique accepted events, read from Kafka, as NDJSON in log order.
+
+    One line per event: the stored event (received_at included) plus ``partition``, ``offset``
+    and ``chain_hash``. Partitions come one after another in ascending order, each in offset
+    order; a district lives in one partition, so a district's replay is exactly its log order.
+    ``from``/``to`` filter on received_at and seek by record timestamp rather than reading from
+    offset 0. Duplicates in the log appear once, at their first position. Kafka is asked
+    everything it must answer before the first byte (a 503 if it cannot); should it go away
+    mid-stream, the response is cut off without its last chunk, so a client never takes a
+    partial replay for a whole one.
+    """
+    if type_ is not None and type_ not in EVENT_TYPES:
+        raise invalid("type", f"unknown event type; one of {', '.join(sorted(EVENT_TYPES))}")
+    if district is not None:
+        resolve_scope(api, auditor, None, district)  # a 422 for an unknown district
+    wanted = ReplayFilter(
+        district,
+        type_,
+        instant("from", from_) if from_ else None,
+        instant("to", to, end_of_day=True) if to else None,
+    )
+    if (
+        wanted.received_from
+        and wanted.received_until
+        and wanted.received_from > wanted.received_until
+    ):
+        raise invalid("from", "'from' is after 'to'")
+    try:
+        log = open_log(api)
+        try:
+            plan = plan_replay(log, api.engine, api.tables, wanted)
+        except Exception:
+            log.close()
+            raise
+    except LogUnavailable as exc:
+        raise unavailable(exc) from None
+
+    def stream() -> Iterator[bytes]:
+        # A sync generator: Starlette pulls each chunk in its thread pool, so the blocking Kafka
+        # reads stay off the event loop, and only when the client has taken the last one.
+        try:
+            yield from replay_lines(log, api.engine, api.tables, plan, wanted)
+        finally:
+            log.close()
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+class AuditState(BaseModel):
+    as_of: datetime
+    rows: list[SummaryRow]
+    # per partition, how far the log was read (records after it were received later)
+    read_through: dict[str, int]
+
+
+@router.get("/state", response_model=AuditState, response_model_exclude_none=True)
+def audit_state(
+    api: ApiDep,
+    auditor: Auditor,
+    tabular: Tabular,
+    as_of: Annotated[
+        str,
+        Query(
+            description="ISO 8601 datetime (or a date: its last moment), compared with received_at"
+        ),
+    ],
+    province: ProvinceQuery = None,
+    district: DistrictQuery = None,
+    from_: Annotated[date | None, Query(alias="from", description="First day, inclusive")] = None,
+    to: Annotated[date | None, Query(description="Last day, inclusive")] = None,
+    group_by: Annotated[
+        str | None,
+        Query(description="province, district, month, quarter or year; several joined by commas"),
+    ] = None,
+) -> Any:
+    """The summary (same rows as ``/v1/summary``) as it stood at ``as_of``.
+
+    Computed by folding every event received by then with the projector's own fold code; the
+    figures are those a summary served at that moment showed once the projector had caught up.
+    """
+    when = instant("as_of", as_of, end_of_day=True)
+    try:
+        dims = parse_group_by(group_by)
+    except ValueError as exc:
+        raise invalid("group_by", str(exc)) from None
+    if from_ and to and from_ > to:
+        raise invalid("from", "'from' is after 'to'")
+    if province is not None and province not in registry.provinces():
+        raise invalid("province", "unknown province")
+    scope = resolve_scope(api, auditor, province, district)
+    try:
+        with open_log(api) as log:
+            partitions = log.partitions()
+            stops = log.offsets_at(when + TIMESTAMP_SLACK, partitions)
+            ledger = fold_log(
+                log.read(Slice(p, 0, stops[p]) for p in partitions), received_until=when
+            )
+    except LogUnavailable as exc:
+        raise unavailable(exc) from None
+    rows = summarize(
+        ledger.figures,
+        province=scope.province,
+        district=scope.district,
+        date_from=from_,
+        date_to=to,
+        group_by=dims,
+    )
+    body = AuditState(
+        as_of=when,
+        rows=[SummaryRow(**r) for r in rows],
+        read_through={str(p): n for p, n in sorted(stops.items())},
+    )
+    return respond(tabular, body, "state")
+
+
+@router.get("/verify")
+def audit_verify(
+    api: ApiDep,
+    auditor: Auditor,
+    province: ProvinceQuery = None,
+) -> dict[str, Any]:
+    """Fold the log afresh and compare with the served read models and the stored hash chain.
+
+    ``{"status": "consistent", ...}``, or ``"inconsistent"`` with every difference: the table
+    and row (or partition and offset), both values, and the log positions of the events behind
+    it. The log is read up to the offsets the projector has applied, so lag is not a difference.
+    """
+    if province is not None and province not in registry.provinces():
+        raise invalid("province", "unknown province")
+    try:
+        with open_log(api) as log:
+            return verify(log, api.engine, api.tables, province=province)
+    except LogUnavailable as exc:
+        raise unavailable(exc) from None
+    except ProjectorBusy as exc:
+        raise Problem(503, "Service Unavailable", str(exc), headers={"Retry-After": "1"}) from None

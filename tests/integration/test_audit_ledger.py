@@ -1,0 +1,255 @@
+"""A fresh fold of a log against what the projector stored from the same log, on each database.
+
+The records are built in memory and fed to the projector's own store in batches, as its Kafka
+loop would; Kafka itself is exercised by the API and end-to-end audit tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from services.api.audit_verify import read_served
+from services.api.summary import parse_group_by, summary_rows
+from services.projector.store import LogRecord, ReadModelStore
+from shared.db.schema import read_models
+from shared.events import parse_event
+from shared.examples import EXAMPLES
+from shared.ledger import Head, Record, fold_log, summarize
+from shared.records import encode_event
+from shared.verification import check_heads, compare
+
+TOPIC = "audit-ledger-test"
+HA_TINH_CITY, BA_DINH, HOAN_KIEM = "436", "001", "002"
+PARTITION_OF = {HA_TINH_CITY: 0, BA_DINH: 1, HOAN_KIEM: 1}
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+
+
+def make_event(kind: str, district: str, occurred: str, **payload: Any) -> dict[str, Any]:
+    event = copy.deepcopy(EXAMPLES[kind])
+    event.update(event_id=str(uuid.uuid4()), district_code=district, occurred_at=occurred)
+    event["payload"].update(payload)
+    return event
+
+
+def retraction(of: dict[str, Any], occurred: str = "2024-06-01") -> dict[str, Any]:
+    return make_event(
+        "EventRetracted",
+        of["district_code"],
+        occurred,
+        retracted_event_id=of["event_id"],
+        reason="nhập trùng",
+    )
+
+
+class Log:
+    """An append-only list of records, partitioned by district like the real topic."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.ends: dict[int, int] = {}
+
+    def append_value(self, partition: int, value: bytes | None) -> Record:
+        offset = self.ends.get(partition, 0)
+        self.ends[partition] = offset + 1
+        record = Record(partition, offset, value)
+        self.records.append(record)
+        return record
+
+    def append(self, event: dict[str, Any], minutes: int) -> Record:
+        value = encode_event(parse_event(event), T0 + timedelta(minutes=minutes))
+        return self.append_value(PARTITION_OF.get(event["district_code"], 1), value)
+
+
+def project(engine: sa.Engine, records: Sequence[Record], batch: int = 3) -> None:
+    store = ReadModelStore(engine, read_models, TOPIC)
+    for start in range(0, len(records), batch):
+        chunk = [LogRecord(r.partition, r.offset, r.value) for r in records[start : start + batch]]
+        store.apply(chunk)
+
+
+@pytest.fixture
+def history() -> tuple[Log, dict[str, dict[str, Any]]]:
+    """Every kind of record the projector treats differently, across two provinces."""
+    log = Log()
+    events = {
+        "conference": make_event("ConferenceHeld", HA_TINH_CITY, "2024-01-15", attendees=120),
+        "program": make_event("ProgramSigned", HA_TINH_CITY, "2024-02-03"),
+        "case": make_event("CaseResolved", HA_TINH_CITY, "2024-04-20"),
+        "outreach": make_event("OutreachSessionHeld", BA_DINH, "2024-03-09T20:30:00+07:00"),
+        "tips": make_event("CitizenTipsReceived", HOAN_KIEM, "2023-12-31"),
+        "procedure": make_event("ProcedureTimeReduced", BA_DINH, "2024-03-10"),
+        "late_conference": make_event("ConferenceHeld", BA_DINH, "2024-07-01", attendees=45),
+    }
+    for minutes, name in enumerate(events):
+        log.append(events[name], minutes)
+    conference = next(r for r in log.records if r.offset == 0 and r.partition == 0)
+    log.append_value(0, conference.value)  # the same bytes again: a duplicate in the log
+    log.append_value(1, b"not json at all")  # poison: parked, never counted
+    log.append(make_event("ModelRecognized", "999", "2024-01-01"), 20)  # no such district
+    log.append(retraction(events["case"]), 30)  # takes a list row and figures back
+    log.append(retraction(events["procedure"]), 31)
+    log.append(retraction(events["case"]), 32)  # already retracted: a note, no effect
+    return log, events
+
+
+def test_a_fresh_fold_of_the_log_agrees_with_what_the_projector_stored(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]]
+) -> None:
+    log, _ = history
+    project(engine, log.records)
+
+    ledger = fold_log(log.records)
+    served = read_served(engine, read_models, TOPIC)
+
+    assert compare(ledger, served) == []
+    assert len(ledger.archive) == 10  # seven events, three retractions; not the duplicate
+    assert set(ledger.dead_letters) == {(1, 4), (1, 5)}  # the poison and the unknown district
+
+
+def test_verify_names_a_daily_figures_row_changed_by_hand(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]]
+) -> None:
+    log, _ = history
+    project(engine, log.records)
+    figures = read_models.figures
+    with engine.begin() as conn:
+        conn.execute(
+            figures.update()
+            .where(figures.c.day == date(2024, 1, 15), figures.c.district_code == HA_TINH_CITY)
+            .values(conference_attendees=figures.c.conference_attendees + 1)
+        )
+
+    differences = compare(fold_log(log.records), read_served(engine, read_models, TOPIC))
+
+    [difference] = differences
+    assert difference["table"] == "daily_figures"
+    assert difference["key"] == {"day": "2024-01-15", "district_code": HA_TINH_CITY}
+    assert difference["columns"] == {"conference_attendees": {"served": 121, "log": 120}}
+    assert difference["positions"] == [{"partition": 0, "offset": 0}]
+
+
+def test_verify_names_an_archive_row_whose_stored_bytes_were_rewritten(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]]
+) -> None:
+    log, events = history
+    project(engine, log.records)
+    archive = read_models.archive
+    program_id = events["program"]["event_id"]
+    with engine.begin() as conn:
+        body = conn.scalar(sa.select(archive.c.body).where(archive.c.event_id == program_id))
+        conn.execute(
+            archive.update()
+            .where(archive.c.event_id == program_id)
+            .values(body=str(body).replace("2022", "2021"))
+        )
+
+    [difference] = compare(fold_log(log.records), read_served(engine, read_models, TOPIC))
+
+    assert difference["table"] == "event_archive"
+    assert difference["key"] == {"event_id": program_id}
+    assert list(difference["columns"]) == ["body"]
+    assert difference["positions"] == [{"partition": 0, "offset": 1}]
+
+
+def test_verify_names_the_position_whose_bytes_differ_in_a_copy_of_the_log(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]]
+) -> None:
+    log, _ = history
+    project(engine, log.records)
+    rewritten = [
+        replace(r, value=r.value.replace(b'"attendees":45', b'"attendees":54'))
+        if (r.partition, r.offset) == (1, 3) and r.value
+        else r
+        for r in log.records
+    ]
+    assert rewritten != log.records
+
+    differences = compare(fold_log(rewritten), read_served(engine, read_models, TOPIC))
+
+    chain = [d for d in differences if d["kind"] == "chain"]
+    assert [(d["partition"], d["offset"]) for d in chain] == [(1, 3)]
+    head = next(d for d in differences if d["kind"] == "chain_head")
+    assert head["partition"] == 1
+    rows = {d["table"] for d in differences if d["kind"] == "row"}
+    assert rows == {"event_archive", "daily_figures", "conferences"}
+
+
+def test_saved_heads_hold_for_the_same_log_and_name_the_head_a_rewrite_breaks(
+    history: tuple[Log, dict[str, Any]],
+) -> None:
+    log, _ = history
+    saved = [Head.from_json(h.as_json()) for h in fold_log(log.records).heads.values()]
+    first = log.records[0]
+    rewritten = [replace(first, value=first.value + b" "), *log.records[1:]]  # type: ignore[operator]
+
+    assert check_heads(fold_log(log.records), saved) == []
+    [difference] = check_heads(fold_log(rewritten), saved)
+    assert (difference["partition"], difference["kind"]) == (0, "saved_head")
+    assert difference["offset"] == log.ends[0] - 1
+
+
+def test_saved_heads_past_the_end_of_a_truncated_log_are_reported(
+    history: tuple[Log, dict[str, Any]],
+) -> None:
+    log, _ = history
+    saved = list(fold_log(log.records).heads.values())
+    truncated = [r for r in log.records if not (r.partition == 1 and r.offset == log.ends[1] - 1)]
+
+    [difference] = check_heads(fold_log(truncated), saved)
+
+    assert difference["problem"] == "the log no longer reaches this position"
+
+
+GROUPINGS = [
+    "",
+    "province",
+    "district",
+    "month",
+    "quarter",
+    "year",
+    "district,month",
+    "province,year",
+]
+
+
+@pytest.mark.parametrize("group_by", GROUPINGS)
+def test_the_summary_folded_in_memory_equals_the_sql_summary(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]], group_by: str
+) -> None:
+    log, _ = history
+    project(engine, log.records)
+    ledger = fold_log(log.records)
+    dims = parse_group_by(group_by)
+    scopes: list[dict[str, Any]] = [
+        {},
+        {"province": "01"},
+        {"district": HA_TINH_CITY},
+        {"date_from": date(2024, 1, 1), "date_to": date(2024, 3, 9)},
+    ]
+
+    with engine.connect() as conn:
+        for scope in scopes:
+            served = summary_rows(conn, read_models, group_by=dims, **scope)
+            assert summarize(ledger.figures, group_by=dims, **scope) == served, scope
+
+
+def test_the_summary_as_of_a_moment_leaves_out_what_was_received_later(
+    history: tuple[Log, dict[str, Any]],
+) -> None:
+    log, _ = history
+    before_retractions = T0 + timedelta(minutes=25)
+
+    [now] = summarize(fold_log(log.records).figures)
+    [then] = summarize(fold_log(log.records, received_until=before_retractions).figures)
+
+    assert (then["cases_resolved"], now["cases_resolved"]) == (1, 0)
+    assert (then["procedure_reductions"], now["procedure_reductions"]) == (1, 0)
+    assert then["conferences"] == now["conferences"] == 2
