@@ -266,7 +266,7 @@ async def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
     """Append the events not yet accepted; answer resends with their original receipt."""
     ids = [str(e.event_id) for e in events]
     digests = [body_digest(e) for e in events]
-    stored = await run_in_threadpool(ingest.receipts.find, ids)
+    stored = await ingest.receipts.find(ids)
     first_digest: dict[str, str] = {}  # per id: the stored body, else its first in this request
     for event_id, digest in zip(ids, digests, strict=True):
         first_digest.setdefault(

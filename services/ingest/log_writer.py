@@ -15,6 +15,9 @@ from starlette.concurrency import run_in_threadpool
 log = logging.getLogger(__name__)
 
 
+INLINE_SENDS = 16
+
+
 class LogUnavailable(Exception):
     """Kafka did not acknowledge in time: the caller was told nothing was accepted."""
 
@@ -76,8 +79,8 @@ class EventLogWriter:
         """Append (key, value) records; return their positions once all are acknowledged.
 
         The request waits on the broker's acks without holding a thread: the producer's I/O
-        thread resolves asyncio futures. Only ``send`` runs in the thread pool, because it
-        blocks while topic metadata is unknown (a broker outage).
+        thread resolves asyncio futures. ``send`` goes to the thread pool for big batches and
+        whenever topic metadata is unknown, because it then blocks (a broker outage).
         """
         loop = asyncio.get_running_loop()
         acks: list[asyncio.Future[Position]] = [loop.create_future() for _ in records]
@@ -89,7 +92,12 @@ class EventLogWriter:
                 sent.add_errback(_fail, loop, ack)
 
         try:
-            await run_in_threadpool(send_all)
+            # kafka-python has no public non-blocking "is the topic's metadata known?".
+            known = self._producer._metadata.partitions_for_topic(self.topic)
+            if len(records) <= INLINE_SENDS and known:
+                send_all()  # metadata is known, so send only appends to a buffer: ~15 µs each
+            else:
+                await run_in_threadpool(send_all)
             return list(await asyncio.wait_for(asyncio.gather(*acks), self.timeout_seconds))
         except (KafkaError, TimeoutError) as exc:
             log.warning("kafka append failed: %r", exc)

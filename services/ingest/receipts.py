@@ -9,6 +9,7 @@ projector counts it once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
 
 from shared.db.schema import ingest_receipts
 from shared.db.upserts import insert_ignoring_conflicts
@@ -41,24 +43,48 @@ class ReceiptBook:
         self.engine = engine
         self._recent: OrderedDict[str, Receipt] = OrderedDict()
         self._pending: list[Receipt] = []
+        self._waiting: list[tuple[set[str], asyncio.Future[dict[str, Receipt]]]] = []
+        self._lookups: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="receipt-writer", daemon=True)
         self._writer.start()
 
-    def find(self, event_ids: Iterable[str]) -> dict[str, Receipt]:
-        """Receipts already given for these ids. Blocking on a cache miss: call in a thread."""
+    async def find(self, event_ids: Iterable[str]) -> dict[str, Receipt]:
+        """Receipts already given for these ids, from memory, else from the database.
+
+        Concurrent requests share database lookups: while one query runs, the ids of every
+        request that arrives meanwhile wait together for the next one, so under load a query
+        serves many requests and a lone request adds no delay.
+        """
         found: dict[str, Receipt] = {}
-        missing: list[str] = []
+        missing: set[str] = set()
         with self._lock:
             for event_id in set(event_ids):
                 if event_id in self._recent:
                     found[event_id] = self._recent[event_id]
                 else:
-                    missing.append(event_id)
+                    missing.add(event_id)
         if missing:
-            found.update(self._load(missing))
+            answer: asyncio.Future[dict[str, Receipt]] = asyncio.get_running_loop().create_future()
+            self._waiting.append((missing, answer))
+            if self._lookups is None or self._lookups.done():
+                self._lookups = asyncio.create_task(self._look_up_waiting())
+            found.update(await answer)
         return found
+
+    async def _look_up_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            wanted = sorted({event_id for ids, _ in batch for event_id in ids})
+            try:
+                rows = await run_in_threadpool(self._load, wanted)
+            except Exception as exc:  # every waiting request gets the database's error
+                for _, answer in batch:
+                    answer.set_exception(exc)
+                continue
+            for ids, answer in batch:
+                answer.set_result({i: rows[i] for i in ids if i in rows})
 
     def remember(self, receipts: Iterable[Receipt]) -> None:
         with self._lock:
