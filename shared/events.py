@@ -8,6 +8,7 @@ written stays readable.
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -61,7 +62,10 @@ Flag = Annotated[bool, Strict()]
 
 def _two_decimals(value: float) -> float:
     # Stored as integer hundredths so sums and retractions stay exact on every database.
-    if abs(round(value * 100) - value * 100) > 1e-6:
+    scaled = value * 100
+    if not math.isfinite(scaled) or abs(scaled) > 1e15:
+        raise ValueError("out of range")  # the field's own bounds then say which
+    if abs(round(scaled) - scaled) > 1e-6:
         raise ValueError("at most two decimal places")
     return round(value, 2)
 

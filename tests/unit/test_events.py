@@ -75,6 +75,8 @@ def test_every_type_has_an_example_that_is_accepted() -> None:
         ("OutreachSessionHeld", {"broadcast_hours": -1.5}, "payload.broadcast_hours"),
         ("OutreachSessionHeld", {"broadcast_hours": 1.234}, "payload.broadcast_hours"),
         ("OutreachSessionHeld", {"leaflets": 10**12}, "payload.leaflets"),
+        ("OutreachSessionHeld", {"broadcast_hours": 1e308}, "payload.broadcast_hours"),
+        ("ProcedureTimeReduced", {"reduction_percent": -1e300}, "payload.reduction_percent"),
         ("OutreachSessionHeld", {"attendees": "100"}, "payload.attendees"),
         ("CitizenTipsReceived", {"tips": 10, "valuable": 11}, "payload"),
         ("CitizenTipsReceived", {"tips": 0}, "payload.tips"),
