@@ -3,8 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+DASHBOARD_ASSETS := services/api/dashboard/node_modules/.installed
 
-.PHONY: run test lint format bench drill kafka-up kafka-down pg-up pg-down clean
+.PHONY: run test lint format bench drill kafka-up kafka-down pg-up pg-down clean dashboard
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -14,11 +15,25 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-run: $(STAMP)
+# The dashboard's chart library, from the npm registry at the version its lockfile pins, into a
+# git-ignored node_modules that the query API serves: nothing is fetched from a CDN at run time.
+$(DASHBOARD_ASSETS): services/api/dashboard/package.json services/api/dashboard/package-lock.json
+	npm ci --prefix services/api/dashboard --no-audit --no-fund --loglevel=error
+	touch $(DASHBOARD_ASSETS)
+
+dashboard: $(DASHBOARD_ASSETS)
+
+run: $(STAMP) $(DASHBOARD_ASSETS)
 	deploy/run.sh
 
-test: $(STAMP)
+test: $(STAMP) $(DASHBOARD_ASSETS)
 	deploy/test.sh $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	deploy/bench.sh $(BENCH_ARGS)
+
+drill: $(STAMP)
+	deploy/drill.sh $(DRILL_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -46,6 +46,9 @@ class ProjectorSettings(CommonSettings):
     projector_group_id: str = "district-ledger-projector"
     projector_batch_max_records: int = Field(default=5000, ge=1)
     projector_poll_timeout_ms: int = Field(default=200, ge=1)
+    # How long a killed projector keeps its partitions before the group gives them to another
+    # (kafka-python's default is 45 s of standing still); 6 s is the broker's minimum.
+    projector_session_timeout_ms: int = Field(default=10_000, ge=6_000)
     projector_metrics_host: str = "127.0.0.1"
     projector_metrics_port: int = 8003
     dead_letter_topic: str = "district-ledger.events.dead-letters"

@@ -31,8 +31,8 @@ class LogPositions:
         self._lock = threading.Lock()
         self._consumer: KafkaConsumer | None = None
         self._cached: tuple[float, dict[int, int]] | None = None
-        # A record's timestamp never changes, so what was read once is kept (bounded).
-        self._timestamps: dict[tuple[int, int], int] = {}
+        # partition -> (when read, offset, log timestamp ms) of the last record read there
+        self._last_read: dict[int, tuple[float, int, int]] = {}
 
     def _client(self) -> KafkaConsumer:
         if self._consumer is None:
@@ -62,17 +62,24 @@ class LogPositions:
             return result
 
     def appended_at_ms(self, partition: int, offset: int, timeout: float = 1.0) -> int | None:
-        """The log timestamp (ms since the epoch) of one record, or None if it cannot be read."""
-        key = (partition, offset)
+        """The log timestamp (ms since the epoch) of the record at ``offset``, or of an earlier
+        record of the partition read less than ``max_age`` ago, or None if it cannot be read.
+
+        The earlier record's time can only make the lag look longer, never shorter; it keeps a
+        busy API from reading Kafka on every request while the projector moves through a
+        backlog (each request would otherwise ask for a new offset).
+        """
         with self._lock:
-            if key not in self._timestamps:
-                found = self._read_timestamp(TopicPartition(self.topic, partition), offset, timeout)
-                if found is None:
-                    return None
-                if len(self._timestamps) > 4096:
-                    self._timestamps.clear()
-                self._timestamps[key] = found
-            return self._timestamps[key]
+            now = time.monotonic()
+            last = self._last_read.get(partition)
+            if last is not None and (
+                last[1] == offset or (now - last[0] < self.max_age and last[1] <= offset)
+            ):
+                return last[2]
+            found = self._read_timestamp(TopicPartition(self.topic, partition), offset, timeout)
+            if found is not None:
+                self._last_read[partition] = (now, offset, found)
+            return found
 
     def _read_timestamp(self, tp: TopicPartition, offset: int, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout

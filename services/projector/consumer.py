@@ -7,6 +7,7 @@ consumer seeks to the database's offsets.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -14,8 +15,10 @@ import threading
 import time
 from collections.abc import Callable
 
+import sqlalchemy as sa
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -30,6 +33,14 @@ DUPLICATES = Counter(
 DEAD_LETTERS = Counter("projector_dead_letters_total", "Poison records parked with their reason")
 BATCH_SECONDS = Histogram("projector_batch_seconds", "Time to apply one batch and its offsets")
 LAG = Gauge("projector_lag_records", "Records in the log not yet applied", ["partition"])
+RETRIES = Counter(
+    "projector_batch_retries_total", "Batches rolled back by a database error and read again"
+)
+
+# Errors a batch can meet that a retry resolves: the database restarting or locked (SQLite, a
+# rebuild's swap), a deadlock, or another projector archiving the same event id first.
+RETRYABLE = (sa.exc.OperationalError, sa.exc.IntegrityError)
+MAX_ATTEMPTS = 12
 
 
 class SeekToStoredOffsets(ConsumerRebalanceListener):
@@ -38,7 +49,11 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):
         self.store = store
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        pass  # nothing in flight: every applied batch is already committed to the database
+        # Nothing in flight: rebalances happen inside poll(), and every batch polled before it was
+        # committed to the database. Only the lag gauges of partitions we leave are stale.
+        for tp in revoked:
+            with contextlib.suppress(KeyError):
+                LAG.remove(str(tp.partition))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         stored = self.store.stored_offsets()
@@ -59,6 +74,7 @@ class Projector:
         dead_letter_topic: str,
         max_records: int = 5000,
         poll_timeout_ms: int = 200,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         self.store = store
         self.topic = store.topic
@@ -75,6 +91,10 @@ class Projector:
             max_poll_records=max_records,
             fetch_max_bytes=32 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=session_timeout_ms // 3,
+            # Also how soon a member handed no partitions (see _wait_for_topic) asks again.
+            metadata_max_age_ms=30_000,
         )
         self.dead_letter_producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers,
@@ -83,28 +103,41 @@ class Projector:
         )
 
     def run(self, on_batch: Callable[[BatchResult], None] | None = None) -> None:
-        self.consumer.subscribe(
-            [self.topic], listener=SeekToStoredOffsets(self.consumer, self.store)
-        )
-        while not self.stopping.is_set():
-            polled = self.consumer.poll(
-                timeout_ms=self.poll_timeout_ms, max_records=self.max_records
+        try:
+            self._wait_for_topic()
+            self.consumer.subscribe(
+                [self.topic], listener=SeekToStoredOffsets(self.consumer, self.store)
             )
-            records = [
-                LogRecord(tp.partition, r.offset, r.value)
-                for tp, batch in polled.items()
-                for r in batch
-            ]
-            if records:
-                result = self.apply(records)
-                if on_batch:
-                    on_batch(result)
-            self._report_lag()
-        self.close()
+            while not self.stopping.is_set():
+                polled = self.consumer.poll(
+                    timeout_ms=self.poll_timeout_ms, max_records=self.max_records
+                )
+                records = [
+                    LogRecord(tp.partition, r.offset, r.value)
+                    for tp, batch in polled.items()
+                    for r in batch
+                ]
+                if records:
+                    result = self.apply(records)
+                    if on_batch:
+                        on_batch(result)
+                self._report_lag()
+        finally:
+            self.close()
+
+    def _wait_for_topic(self) -> None:
+        """Know the topic's partitions before joining the group.
+
+        A member that joins before its metadata lists the topic can be handed no partitions,
+        and sit idle until the next metadata refresh (``metadata_max_age_ms``).
+        """
+        while not self.stopping.is_set() and not self.consumer.partitions_for_topic(self.topic):
+            log.warning("waiting for the topic to exist", extra={"fields": {"topic": self.topic}})
+            self.stopping.wait(1.0)
 
     def apply(self, records: list[LogRecord]) -> BatchResult:
         started = time.perf_counter()
-        result = self.store.apply(records)
+        result = self._apply_retrying(records)
         for partition, offset in result.rewind.items():
             log.warning(
                 "rewinding to the stored offset",
@@ -112,18 +145,53 @@ class Projector:
             )
             self.consumer.seek(TopicPartition(self.topic, partition), offset)
         self._send_dead_letters(result)
-        if result.next_offsets:
-            self.consumer.commit(
-                {
-                    TopicPartition(self.topic, p): OffsetAndMetadata(offset, "", -1)
-                    for p, offset in result.next_offsets.items()
-                    if p not in result.rewind
-                }
-            )
+        self._commit(
+            {p: offset for p, offset in result.next_offsets.items() if p not in result.rewind}
+        )
         APPLIED.inc(result.applied)
         DUPLICATES.inc(result.duplicates)
         BATCH_SECONDS.observe(time.perf_counter() - started)
         return result
+
+    def _apply_retrying(self, records: list[LogRecord]) -> BatchResult:
+        """Apply a batch, retrying it on errors a retry resolves (the transaction rolled back).
+
+        Any other error is a bug and stops the projector; so does one that outlasts the retries
+        (about a minute), and the supervisor's restart then starts from the database's offsets.
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return self.store.apply(records)
+            except RETRYABLE as exc:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                RETRIES.inc()
+                delay = min(0.1 * 2**attempt, 10.0)
+                log.warning(
+                    "batch rolled back; retrying",
+                    extra={"fields": {"attempt": attempt, "delay_s": delay, "error": str(exc)}},
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _commit(self, offsets: dict[int, int]) -> None:
+        """Mirror the database's offsets to Kafka, for monitoring tools only.
+
+        The database is the truth, so a failed commit loses nothing: after a rebalance the group
+        refuses commits from the old generation (CommitFailedError), and the partition's new owner
+        seeks to the database's offsets anyway.
+        """
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(
+                {
+                    TopicPartition(self.topic, p): OffsetAndMetadata(offset, "", -1)
+                    for p, offset in offsets.items()
+                }
+            )
+        except KafkaError as exc:
+            log.warning("could not commit offsets to Kafka", extra={"fields": {"error": str(exc)}})
 
     def _send_dead_letters(self, result: BatchResult) -> None:
         # The table, written in the batch's transaction, is the record; the topic copy is for
@@ -142,13 +210,20 @@ class Projector:
             )
             headers = [
                 ("reason", reason.encode()),
+                ("topic", self.topic.encode()),
                 ("position", json.dumps([record.partition, record.offset]).encode()),
             ]
             self.dead_letter_producer.send(
                 self.dead_letter_topic, value=record.value, headers=headers
             )
         if result.dead_letters:
-            self.dead_letter_producer.flush(timeout=10)
+            try:
+                self.dead_letter_producer.flush(timeout=10)
+            except KafkaError as exc:
+                log.error(
+                    "could not copy dead letters to their topic (they are in the table)",
+                    extra={"fields": {"error": str(exc)}},
+                )
 
     def _report_lag(self) -> None:
         for tp in self.consumer.assignment():

@@ -26,6 +26,7 @@ def build_projector(settings: ProjectorSettings) -> Projector:
         settings.dead_letter_topic,
         max_records=settings.projector_batch_max_records,
         poll_timeout_ms=settings.projector_poll_timeout_ms,
+        session_timeout_ms=settings.projector_session_timeout_ms,
     )
 
 

@@ -1,13 +1,17 @@
 """Writing a batch of log records into the read models, in ONE transaction with the offsets.
 
 The stored offset of each partition is the next record to apply. A batch re-reads it inside the
-transaction (locking the row on PostgreSQL) and applies only records at or past it, so a batch
-that another projector or an earlier life of this one already applied is skipped, not doubled.
+transaction (locking the row on PostgreSQL, the whole database on SQLite) and applies only records
+at or past it, so a batch that another projector or an earlier life of this one already applied
+is skipped, not doubled; a batch that starts past it is refused and the consumer told where to
+seek back to, so nothing is ever skipped either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
@@ -20,6 +24,8 @@ from shared.db.schema import ReadModels
 from shared.db.upserts import insert_ignoring_conflicts, insert_or_add, insert_or_replace
 from shared.folds import STORED_FIGURES, Changes, KnownEvent, StoredEvent, fold
 from shared.records import UndecodableRecord, chain_hash, decode_record, genesis_hash
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,47 +48,83 @@ class BatchResult:
     next_offsets: dict[int, int] = field(default_factory=dict)
 
 
+def take_sqlite_write_lock(conn: sa.Connection) -> None:
+    """On SQLite, start the transaction with BEGIN IMMEDIATE (no-op elsewhere, or if begun)."""
+    if conn.dialect.name != "sqlite":
+        return
+    driver = conn.connection.driver_connection
+    if driver is not None and not driver.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class ReadModelStore:
+    """One set of read-model tables fed from one topic.
+
+    ``apply`` is the only writer: the live projector and a rebuild both go through it.
+    """
+
     def __init__(self, engine: sa.Engine, tables: ReadModels, topic: str) -> None:
         self.engine = engine
         self.tables = tables
         self.topic = topic
 
-    def stored_offsets(self) -> dict[int, int]:
+    def stored_offsets(self, conn: sa.Connection | None = None) -> dict[int, int]:
         offsets = self.tables.offsets
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(offsets.c.partition, offsets.c.next_offset).where(
-                    offsets.c.topic == self.topic
-                )
-            )
-            return {row.partition: row.next_offset for row in rows}
+        query = sa.select(offsets.c.partition, offsets.c.next_offset).where(
+            offsets.c.topic == self.topic
+        )
+        if conn is not None:
+            return {row.partition: row.next_offset for row in conn.execute(query)}
+        with self.engine.connect() as own:
+            return {row.partition: row.next_offset for row in own.execute(query)}
 
-    def apply(self, records: Sequence[LogRecord]) -> BatchResult:
-        """Apply records (in log order within each partition) and advance the offsets, atomically."""
+    def apply(self, records: Sequence[LogRecord], conn: sa.Connection | None = None) -> BatchResult:
+        """Apply records (in log order within each partition) and advance the offsets, atomically.
+
+        With ``conn`` the work joins the caller's transaction (a rebuild catching up under its
+        lock); otherwise it is one transaction of its own.
+        """
+        if conn is not None:
+            return self._apply(conn, records)
+        with self.transaction() as own:
+            return self._apply(own, records)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """A write transaction that holds the database's write lock from its first statement.
+
+        pysqlite only opens a transaction at the first INSERT/UPDATE, so the offsets read before
+        it would be unprotected: another writer (a second projector, a rebuild's swap) could slip
+        in between. BEGIN IMMEDIATE takes SQLite's one write lock up front. PostgreSQL locks the
+        offsets rows instead (``_lock_heads``).
+        """
+        with self.engine.begin() as conn:
+            take_sqlite_write_lock(conn)
+            yield conn
+
+    def _apply(self, conn: sa.Connection, records: Sequence[LogRecord]) -> BatchResult:
         result = BatchResult()
         by_partition: dict[int, list[LogRecord]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
-        with self.engine.begin() as conn:
-            heads = self._lock_heads(conn, by_partition)
-            fresh: list[LogRecord] = []
-            for partition, items in by_partition.items():
-                next_offset, _ = heads[partition]
-                items = [r for r in items if r.offset >= next_offset]
-                result.skipped_already_applied += len(by_partition[partition]) - len(items)
-                if items and items[0].offset != next_offset:
-                    result.rewind[partition] = next_offset  # a gap: never apply past it
-                    continue
-                fresh.extend(items)
-            if not fresh:
-                return result
-            stored, hashes = self._decode_and_chain(fresh, heads, result)
-            known = self._known(conn, stored)
-            changes = fold(stored, known)
-            self._write(conn, changes, hashes)
-            self._park(conn, result.dead_letters)
-            self._advance(conn, heads, fresh, hashes)
+        heads = self._lock_heads(conn, by_partition)
+        fresh: list[LogRecord] = []
+        for partition, items in by_partition.items():
+            next_offset, _ = heads[partition]
+            items = [r for r in items if r.offset >= next_offset]
+            result.skipped_already_applied += len(by_partition[partition]) - len(items)
+            if items and items[0].offset != next_offset:
+                result.rewind[partition] = next_offset  # a gap: never apply past it
+                continue
+            fresh.extend(items)
+        if not fresh:
+            return result
+        stored, hashes = self._decode_and_chain(fresh, heads, result)
+        known = self._known(conn, stored)
+        changes = self._fold(stored, known, result)
+        self._write(conn, changes, hashes)
+        self._park(conn, result.dead_letters)
+        self._advance(conn, heads, fresh, hashes)
         result.applied = len(changes.archived)
         result.duplicates = len(changes.duplicates)
         result.next_offsets = {p: heads[p][0] for p in heads}
@@ -94,13 +136,33 @@ class ReadModelStore:
         self, conn: sa.Connection, partitions: Iterable[int]
     ) -> dict[int, tuple[int, str]]:
         offsets = self.tables.offsets
-        query = sa.select(offsets.c.partition, offsets.c.next_offset, offsets.c.chain_hash).where(
-            offsets.c.topic == self.topic, offsets.c.partition.in_(list(partitions))
+        wanted = sorted(partitions)
+        if conn.dialect.name == "postgresql":
+            # FOR UPDATE locks only rows that exist: seed a partition's row first, or two
+            # projectors starting on a fresh partition would both apply its first batch.
+            insert_ignoring_conflicts(
+                conn,
+                offsets,
+                [
+                    {
+                        "topic": self.topic,
+                        "partition": p,
+                        "next_offset": 0,
+                        "chain_hash": genesis_hash(p),
+                        "updated_at": datetime.now(UTC),
+                    }
+                    for p in wanted
+                ],
+            )
+        query = (
+            sa.select(offsets.c.partition, offsets.c.next_offset, offsets.c.chain_hash)
+            .where(offsets.c.topic == self.topic, offsets.c.partition.in_(wanted))
+            .order_by(offsets.c.partition)  # one lock order for every projector: no deadlock
         )
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()  # two projectors on one partition take turns
         found = {row.partition: (row.next_offset, row.chain_hash) for row in conn.execute(query)}
-        return {p: found.get(p, (0, genesis_hash(p))) for p in partitions}
+        return {p: found.get(p, (0, genesis_hash(p))) for p in wanted}
 
     def _decode_and_chain(
         self, records: Sequence[LogRecord], heads: dict[int, tuple[int, str]], result: BatchResult
@@ -142,31 +204,64 @@ class ReadModelStore:
                 known[event.event_id] = KnownEvent(event, retracted=row.retracted_by is not None)
         return known
 
+    def _fold(
+        self, stored: Sequence[StoredEvent], known: Mapping[UUID, KnownEvent], result: BatchResult
+    ) -> Changes:
+        """Fold the batch; if a fold raises, park the events that make it raise and fold the rest.
+
+        A fold that raises is a bug in this build, but one event must not stop every district's
+        reports behind it: the event is parked with the error, and a fixed build can replay it.
+        """
+        try:
+            return fold(stored, known)
+        except Exception:
+            log.exception("a fold raised; folding the batch one event at a time to find the cause")
+        # fold() carries only the ids it has seen and their retraction flag from one event to the
+        # next, so folding each event alone against that running state finds exactly the culprits.
+        seen: dict[UUID, KnownEvent] = dict(known)
+        good: list[StoredEvent] = []
+        for item in stored:
+            try:
+                step = fold([item], seen)
+            except Exception as exc:
+                reason = f"fold failed: {type(exc).__name__}: {exc}"
+                result.dead_letters.append(
+                    (LogRecord(item.partition, item.offset, item.raw), reason)
+                )
+                continue
+            good.append(item)
+            for archived in step.archived:
+                seen[archived.event_id] = KnownEvent(archived.event, retracted=False)
+            for target in step.retracted:
+                seen[target] = KnownEvent(seen[target].event, retracted=True)
+        return fold(good, known)
+
     def _write(
         self, conn: sa.Connection, changes: Changes, hashes: Mapping[tuple[int, int], str]
     ) -> None:
         t = self.tables
-        insert_ignoring_conflicts(
-            conn,
-            t.archive,
-            [
-                {
-                    "event_id": str(s.event_id),
-                    "partition": s.partition,
-                    "offset": s.offset,
-                    "received_at": s.received_at,
-                    "district_code": s.event.district_code,
-                    "province_code": registry.province_of(s.event.district_code),
-                    "type": s.event.type,
-                    "schema_version": s.event.schema_version,
-                    "occurred_on": s.event.occurred_day,
-                    "body": s.raw.decode(),
-                    "chain_hash": hashes[(s.partition, s.offset)],
-                    "note": changes.retraction_notes.get(s.event_id),
-                }
-                for s in changes.archived
-            ],
-        )
+        # A plain INSERT, not "ignore conflicts": the batch checked these ids under its lock, so a
+        # conflict means another projector archived the same id meanwhile (a resend that landed in
+        # another partition). Failing rolls this batch back; its retry sees the id as a duplicate.
+        archive_rows = [
+            {
+                "event_id": str(s.event_id),
+                "partition": s.partition,
+                "offset": s.offset,
+                "received_at": s.received_at,
+                "district_code": s.event.district_code,
+                "province_code": registry.province_of(s.event.district_code),
+                "type": s.event.type,
+                "schema_version": s.event.schema_version,
+                "occurred_on": s.event.occurred_day,
+                "body": s.raw.decode(),
+                "chain_hash": hashes[(s.partition, s.offset)],
+                "note": changes.retraction_notes.get(s.event_id),
+            }
+            for s in changes.archived
+        ]
+        if archive_rows:
+            conn.execute(t.archive.insert(), archive_rows)
         for target, retraction in changes.retracted.items():
             conn.execute(
                 t.archive.update()

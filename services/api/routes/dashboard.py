@@ -36,7 +36,10 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/dashboard")
 def dashboard_page() -> FileResponse:
-    return FileResponse(DASHBOARD_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+    page = DASHBOARD_DIR / "index.html"
+    if not page.is_file():  # an install that left the package data out
+        raise Problem(404, "Not Found", "The dashboard's files are not installed.")
+    return FileResponse(page, media_type="text/html", headers=PAGE_HEADERS)
 
 
 @router.get("/dashboard/")
@@ -59,6 +62,6 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.mount(
         "/dashboard/static",
-        StaticFiles(directory=DASHBOARD_DIR / "static"),
+        StaticFiles(directory=DASHBOARD_DIR / "static", check_dir=False),
         name="dashboard-static",
     )

@@ -24,7 +24,10 @@ DistrictQuery = Annotated[
 ]
 AfterQuery = Annotated[
     str | None,
-    Query(description="Receipts to wait for, as partition:offset pairs joined by commas"),
+    Query(
+        max_length=8000,
+        description="Receipts to wait for, as partition:offset pairs joined by commas",
+    ),
 ]
 
 
@@ -72,7 +75,10 @@ def get_summary(
     to: Annotated[date | None, Query(description="Last day, inclusive")] = None,
     group_by: Annotated[
         str | None,
-        Query(description="province, district, month, quarter or year; several joined by commas"),
+        Query(
+            max_length=100,
+            description="province, district, month, quarter or year; several joined by commas",
+        ),
     ] = None,
     after: AfterQuery = None,
 ) -> Any:

@@ -1,0 +1,295 @@
+"""`make drill`: a bounded fault drill. Nothing answered 202 may be lost or counted twice.
+
+District clients post events (single and in batches) with retries and deliberate resends; the
+projector is killed with SIGKILL several times and the broker is restarted once meanwhile. At the
+end every accepted event must be in the log and in the aggregates exactly once (checked by
+counting against the clients' own records and by `ledger verify`), and no request may have had a
+5xx other than 503 while the broker was down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from bench.run import ROOT, fresh_bodies, ledger, service
+from services.demo import demo_districts
+from services.topics import ensure_topics
+from services.web.auth import create_token
+from shared.db.engine import make_engine, migrate
+from shared.db.schema import read_models
+from tests.support import free_port, wait_for
+
+# The figures the drill checks against its own records: (event type, payload field or None to
+# count events) -> the daily figure that must sum to it.
+CHECKED = {
+    ("ConferenceHeld", None): "conferences",
+    ("ConferenceHeld", "attendees"): "conference_attendees",
+    ("OutreachSessionHeld", "sessions"): "outreach_sessions",
+    ("CitizenTipsReceived", "tips"): "tips",
+    ("CaseResolved", None): "cases_resolved",
+    ("ProgramSigned", None): "programs_signed",
+}
+
+
+@dataclass
+class Tally:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sent: int = 0
+    accepted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    duplicates_answered: int = 0
+    resends: int = 0
+    unavailable: int = 0
+    other_5xx: list[str] = field(default_factory=list)
+    retries: int = 0
+
+
+def post_with_retries(
+    client: httpx.Client, path: str, body: Any, tally: Tally, deadline: float
+) -> Any:
+    """Post until a non-5xx answer, as a district system on a poor link would."""
+    while time.monotonic() < deadline:
+        try:
+            response = client.post(path, json=body)
+        except httpx.HTTPError:
+            tally.retries += 1
+            time.sleep(0.2)
+            continue
+        if response.status_code == 503:
+            with tally.lock:
+                tally.unavailable += 1
+            time.sleep(float(response.headers.get("Retry-After", "1")) / 5)
+            continue
+        if response.status_code >= 500:
+            with tally.lock:
+                tally.other_5xx.append(f"{response.status_code} {response.text[:200]}")
+            time.sleep(0.2)
+            continue
+        return response
+    raise TimeoutError("the drill ran out of time posting")
+
+
+def district_client(
+    url: str,
+    token: str,
+    events: list[dict[str, Any]],
+    tally: Tally,
+    deadline: float,
+    seconds: float,
+) -> None:
+    """Post ``events`` paced over about ``seconds``, so the faults land while posting goes on."""
+    rng = random.Random(token)
+    started = time.monotonic()
+    with httpx.Client(
+        base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
+        i = 0
+        while i < len(events):
+            time.sleep(max(0.0, started + seconds * i / len(events) - time.monotonic()))
+            size = 1 if rng.random() < 0.3 else rng.randrange(2, 200)
+            chunk = events[i : i + size]
+            i += size
+            for attempt in range(2 if rng.random() < 0.05 else 1):  # now and then resend it all
+                path = "/v1/events" if len(chunk) == 1 else "/v1/events/batch"
+                response = post_with_retries(
+                    client, path, chunk[0] if len(chunk) == 1 else chunk, tally, deadline
+                )
+                if response.status_code != 202:
+                    raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+                receipts = [response.json()] if len(chunk) == 1 else response.json()["receipts"]
+                with tally.lock:
+                    tally.sent += len(chunk) if attempt == 0 else 0
+                    tally.resends += len(chunk) if attempt else 0
+                    for event, receipt in zip(chunk, receipts, strict=True):
+                        tally.accepted.setdefault(event["event_id"], event)
+                        tally.duplicates_answered += receipt["status"] == "duplicate"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--kills", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=45, help="how long the clients post")
+    options = parser.parse_args(argv)
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    control = os.environ["LEDGER_TEST_BROKER_CONTROL"]
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    admin = sa.create_engine(os.environ["DATABASE_URL"], isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "drill_{stamp}"')
+    database_url = (
+        sa.make_url(os.environ["DATABASE_URL"])
+        .set(database=f"drill_{stamp}")
+        .render_as_string(hide_password=False)
+    )
+    migrate(database_url)
+    engine = make_engine(database_url)
+    topic = f"drill-{stamp}"
+    ensure_topics(bootstrap, topic, 6, f"{topic}.dead-letters")
+    ingest_port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "EVENTS_TOPIC": topic,
+        "DEAD_LETTER_TOPIC": f"{topic}.dead-letters",
+        "INGEST_PORT": str(ingest_port),
+        "PROJECTOR_METRICS_PORT": str(free_port()),
+        "PROJECTOR_GROUP_ID": f"drill-{stamp}",
+        "PRODUCE_TIMEOUT_SECONDS": "5",
+        "LOG_LEVEL": "WARNING",
+    }
+    districts = demo_districts(("42", "01"), 4)
+    per_district = options.events // len(districts)
+    tally = Tally()
+    kills = 0
+    deadline = time.monotonic() + 900
+    with service(ledger("serve", "ingest", "--workers", "2"), env, "drill-ingest"):
+        wait_for(f"http://127.0.0.1:{ingest_port}/readyz")
+        clients = [
+            threading.Thread(
+                target=district_client,
+                args=(
+                    f"http://127.0.0.1:{ingest_port}",
+                    create_token(engine, "district", district_code=d)[1],
+                    fresh_bodies(per_district, d),
+                    tally,
+                    deadline,
+                    options.seconds,
+                ),
+            )
+            for d in districts
+        ]
+        for client in clients:
+            client.start()
+        projector = subprocess.Popen(ledger("serve", "projector"), env=env, cwd=ROOT)
+        # Faults at fixed points of the posting window: the kills spread over it, the broker
+        # restart in its second half, each a little jittered.
+        rng = random.Random(stamp)
+        started = time.monotonic()
+        kill_at = [
+            options.seconds * (i + 1) / (options.kills + 1) + rng.uniform(-1, 1)
+            for i in range(options.kills)
+        ]
+        restart_at = options.seconds * 0.6
+        broker_restarted = False
+        while kill_at or not broker_restarted:
+            now = time.monotonic() - started
+            if kill_at and now >= kill_at[0]:
+                kill_at.pop(0)
+                projector.send_signal(signal.SIGKILL)
+                projector.wait()
+                kills += 1
+                projector = subprocess.Popen(ledger("serve", "projector"), env=env, cwd=ROOT)
+            if not broker_restarted and now >= restart_at:
+                subprocess.run([control, "stop"], check=True, capture_output=True)
+                time.sleep(3)
+                subprocess.run([control, "start"], check=True, capture_output=True)
+                broker_restarted = True
+            time.sleep(0.1)
+        for client in clients:
+            client.join()
+        while applied(engine) < log_end(bootstrap, topic) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        projector.terminate()
+        projector.wait(timeout=30)
+
+    figures = check(engine, tally)
+    verify = subprocess.run(ledger("verify"), env=env, cwd=ROOT, capture_output=True, text=True)
+    figures.update(
+        events_sent=tally.sent,
+        resends=tally.resends,
+        accepted=len(tally.accepted),
+        duplicates_answered=tally.duplicates_answered,
+        answers_503=tally.unavailable,
+        other_5xx=len(tally.other_5xx),
+        projector_kills_survived=kills,
+        broker_restarts=1 if broker_restarted else 0,
+        verify_exit=verify.returncode,
+    )
+    print(json.dumps(figures, indent=2))
+    if tally.other_5xx:
+        print("\n".join(tally.other_5xx[:10]), file=sys.stderr)
+    if verify.returncode != 0:
+        print(verify.stdout[-3000:], verify.stderr[-3000:], file=sys.stderr)
+    ok = (
+        figures["lost"] == 0
+        and figures["double_counted"] == 0
+        and not tally.other_5xx
+        and verify.returncode == 0
+    )
+    print("drill passed" if ok else "drill FAILED")
+    return 0 if ok else 1
+
+
+def applied(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(read_models.offsets.c.next_offset), 0))
+            )
+            or 0
+        )
+
+
+def log_end(bootstrap: str, topic: str) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+
+
+def check(engine: sa.Engine, tally: Tally) -> dict[str, Any]:
+    """Count what the read models hold against what the clients were told was accepted."""
+    archive, figures = read_models.archive, read_models.figures
+    with engine.connect() as conn:
+        archived = set(conn.scalars(sa.select(archive.c.event_id)))
+        sums = (
+            conn.execute(
+                sa.select(
+                    *[
+                        sa.func.coalesce(sa.func.sum(figures.c[name]), 0).label(name)
+                        for name in CHECKED.values()
+                    ]
+                )
+            )
+            .mappings()
+            .one()
+        )
+    expected: Counter[str] = Counter()
+    for event in tally.accepted.values():
+        for (kind, payload_field), figure in CHECKED.items():
+            if event["type"] == kind:
+                expected[figure] += 1 if payload_field is None else event["payload"][payload_field]
+    over = {
+        name: int(sums[name]) - expected[name]
+        for name in CHECKED.values()
+        if int(sums[name]) != expected[name]
+    }
+    return {
+        "lost": len(set(tally.accepted) - archived),
+        "unexpected_in_archive": len(archived - set(tally.accepted)),
+        "double_counted": sum(v for v in over.values() if v > 0),
+        "figure_differences": over,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

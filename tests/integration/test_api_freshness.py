@@ -1,0 +1,86 @@
+"""How fresh the API says it is: records behind, how long the oldest of them has waited, parked
+records, and read-your-writes that gives up cleanly."""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+
+from shared.examples import EXAMPLES
+from tests.support import running_stack
+
+
+def until_projected(get: Callable[[], httpx.Response], tries: int = 12) -> httpx.Response:
+    """Ask again while the API answers 504 (its bounded read-your-writes wait ran out), as a
+    client honouring Retry-After would: a projector that is still joining its group is slow,
+    not wrong."""
+    response = get()
+    for _ in range(tries - 1):
+        if response.status_code != 504:
+            break
+        response = get()
+    return response
+
+
+def test_the_lag_is_how_long_the_oldest_unapplied_record_has_waited_and_parked_ones_are_counted(
+    kafka_bootstrap: str,
+    sqlite_url: str,
+    topic: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("READ_YOUR_WRITES_TIMEOUT_SECONDS", "0.5")
+    with running_stack(
+        kafka_bootstrap, sqlite_url, topic, tmp_path, services=("ingest", "api")
+    ) as stack:
+        district = {"Authorization": f"Bearer {stack.token('district', '436')}"}
+        api = httpx.Client(
+            base_url=stack.api_url,
+            headers={"Authorization": f"Bearer {stack.token('dashboard')}"},
+            timeout=30,
+        )
+        event = {**copy.deepcopy(EXAMPLES["ConferenceHeld"]), "event_id": str(uuid.uuid4())}
+        posted = httpx.post(f"{stack.ingest_url}/v1/events", json=event, headers=district)
+        assert posted.status_code == 202, posted.text
+        accepted_at = time.time()
+        receipt = posted.json()
+        time.sleep(0.3)  # not an assertion on time: it sets a lower bound the lag must show
+
+        # No projector runs: the record waits, and the API says so.
+        behind = api.get("/v1/summary")
+        fresh = behind.json()["freshness"]
+        assert fresh["records_behind"] == 1
+        waited_ms = (time.time() - accepted_at) * 1000
+        assert fresh["lag_ms"] is not None and fresh["lag_ms"] >= min(300, waited_ms) - 50
+        assert int(behind.headers["X-Projection-Lag-Ms"]) >= fresh["lag_ms"] - 1000
+        assert fresh["dead_letters"] == 0
+
+        # Asking for the receipt while nothing projects: a clear, bounded 504.
+        waited = api.get(
+            "/v1/summary", params={"after": f"{receipt['partition']}:{receipt['offset']}"}
+        )
+        assert waited.status_code == 504
+        assert waited.headers["content-type"] == "application/problem+json"
+        assert waited.headers["Retry-After"]
+
+        # A record no one can read lands in the log; the projector parks it and moves on.
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        garbage = producer.send(topic, key=b"436", value=b"\xff not an event").get(timeout=30)
+        producer.close()
+        stack.start("projector")
+        both = f"{receipt['partition']}:{receipt['offset']},{garbage.partition}:{garbage.offset}"
+        caught_up = until_projected(
+            lambda: api.get("/v1/summary", params={"after": both}), tries=120
+        )
+        assert caught_up.status_code == 200, caught_up.text
+        fresh = caught_up.json()["freshness"]
+        assert (fresh["records_behind"], fresh["lag_ms"], fresh["dead_letters"]) == (0, 0, 1)
+        assert caught_up.json()["rows"][0]["conferences"] == 1
+        api.close()
