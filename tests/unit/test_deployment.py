@@ -37,7 +37,9 @@ def test_every_compose_variable_is_a_setting_of_its_service_and_validates(
 
 
 @pytest.mark.parametrize("service", ["ingest", "projector", "api"])
-def test_each_service_runs_the_ledger_cli_from_the_one_image_with_a_health_check(service: str) -> None:
+def test_each_service_runs_the_ledger_cli_from_the_one_image_with_a_health_check(
+    service: str,
+) -> None:
     spec = COMPOSE["services"][service]
     assert spec["command"][:2] == ["serve", service]
     assert spec["build"]["dockerfile"] == "deploy/Dockerfile"
