@@ -38,7 +38,7 @@ drill: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared services tests
+	$(VENV)/bin/mypy shared services tests bench
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
