@@ -48,7 +48,7 @@ cat <<MSG
 District Ledger is running.
   ingest     http://127.0.0.1:$INGEST_PORT/docs
   query API  http://127.0.0.1:$API_PORT/docs
-  dashboard  http://127.0.0.1:$API_PORT/dashboard
+  dashboard  http://127.0.0.1:$API_PORT/dashboard#token=$DASHBOARD_TOKEN
   metrics    http://127.0.0.1:$INGEST_PORT/metrics, http://127.0.0.1:$API_PORT/metrics, projector http://127.0.0.1:8003/metrics
   logs       $LOGS/
   dashboard token: $DASHBOARD_TOKEN
