@@ -23,6 +23,7 @@ from shared import registry
 from shared.db.schema import ReadModels
 from shared.db.upserts import insert_ignoring_conflicts, insert_or_add, insert_or_replace
 from shared.folds import STORED_FIGURES, Changes, KnownEvent, StoredEvent, fold
+from shared.ledger import archive_row, list_row
 from shared.records import UndecodableRecord, chain_hash, decode_record, genesis_hash
 
 log = logging.getLogger(__name__)
@@ -244,20 +245,12 @@ class ReadModelStore:
         # conflict means another projector archived the same id meanwhile (a resend that landed in
         # another partition). Failing rolls this batch back; its retry sees the id as a duplicate.
         archive_rows = [
-            {
-                "event_id": str(s.event_id),
-                "partition": s.partition,
-                "offset": s.offset,
-                "received_at": s.received_at,
-                "district_code": s.event.district_code,
-                "province_code": registry.province_of(s.event.district_code),
-                "type": s.event.type,
-                "schema_version": s.event.schema_version,
-                "occurred_on": s.event.occurred_day,
-                "body": s.raw.decode(),
-                "chain_hash": hashes[(s.partition, s.offset)],
-                "note": changes.retraction_notes.get(s.event_id),
-            }
+            archive_row(
+                s,
+                hashes[(s.partition, s.offset)],
+                retracted_by=None,  # set below when this batch retracts it
+                note=changes.retraction_notes.get(s.event_id),
+            )
             for s in changes.archived
         ]
         if archive_rows:
@@ -285,19 +278,7 @@ class ReadModelStore:
             insert_or_replace(
                 conn,
                 t.list_table(model),
-                [
-                    {
-                        "event_id": str(event_id),
-                        "district_code": positions[event_id].event.district_code,
-                        "province_code": registry.province_of(
-                            positions[event_id].event.district_code
-                        ),
-                        "partition": positions[event_id].partition,
-                        "offset": positions[event_id].offset,
-                        **row,
-                    }
-                    for event_id, row in rows.items()
-                ],
+                [list_row(positions[event_id], row) for event_id, row in rows.items()],
                 key=("event_id",),
             )
         for model, removed in changes.list_removals.items():
