@@ -22,6 +22,8 @@ class CommonSettings(BaseSettings):
     events_topic_partitions: int = Field(default=6, ge=1)
     database_url: str = "sqlite:///./var/ledger.db"
     log_level: str = "INFO"
+    # How long a service remembers a token it verified; a revocation takes effect within it.
+    token_cache_seconds: float = Field(default=2.0, ge=0)
 
     @model_validator(mode="after")
     def _no_embedded_database_in_production(self) -> CommonSettings:
@@ -39,7 +41,6 @@ class IngestSettings(CommonSettings):
     rate_limit_per_second: float = Field(default=2000.0, gt=0)
     rate_limit_burst: int = Field(default=4000, ge=1)
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
-    token_cache_seconds: float = Field(default=2.0, ge=0)
 
 
 class ProjectorSettings(CommonSettings):

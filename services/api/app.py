@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from services.api.deps import Api, ApiDep, LogPositions
+from services.api.deps import Api, ApiDep, LogPositions, Registry
 from services.api.routes import audit, dashboard, lists, me, registry, summary
 from services.web import problems
+from services.web.auth import Authenticator
 from shared.db.engine import make_engine
 from shared.logs import configure_logging
 from shared.settings import ApiSettings, get_api_settings
@@ -31,7 +32,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         configure_logging(config.log_level, service="api")
         engine = make_engine(config.database_url)
         positions = LogPositions(config.kafka_bootstrap_servers, config.events_topic)
-        app.state.api = Api(config, engine, positions)
+        authenticator = Authenticator(engine, config.token_cache_seconds)
+        app.state.api = Api(config, engine, positions, authenticator, Registry.load(engine))
         yield
         positions.close()
         engine.dispose()

@@ -14,7 +14,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import BaseModel
 
-from services.web.auth import Principal, authenticate
+from services.api.answers import AnswerMemory
+from services.web.auth import Authenticator, Principal
 from services.web.problems import Problem
 from shared.db.schema import ReadModels, districts, provinces, read_models
 from shared.settings import ApiSettings
@@ -100,12 +101,52 @@ class LogPositions:
             self._consumer.close()
 
 
+@dataclass(frozen=True)
+class Registry:
+    """The org registry as the API checks filters against it: loaded once, it changes only
+    with a migration."""
+
+    provinces: frozenset[str]
+    district_provinces: dict[str, str]
+
+    @classmethod
+    def load(cls, engine: sa.Engine) -> Registry:
+        with engine.connect() as conn:
+            codes = frozenset(conn.scalars(sa.select(provinces.c.code)))
+            pairs = conn.execute(sa.select(districts.c.code, districts.c.province_code)).tuples()
+            return cls(codes, dict(pairs.all()))
+
+
+class FreshnessMemory:
+    """The last freshness read, reused for ``ttl`` seconds: under load most requests then cost
+    no database read for it. An older freshness only claims less than the data holds."""
+
+    def __init__(self, ttl: float = 0.1) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._last: tuple[float, Freshness] | None = None
+
+    def get(self) -> Freshness | None:
+        with self._lock:
+            if self._last and time.monotonic() - self._last[0] < self.ttl:
+                return self._last[1]
+            return None
+
+    def put(self, value: Freshness) -> None:
+        with self._lock:
+            self._last = (time.monotonic(), value)
+
+
 @dataclass
 class Api:
     settings: ApiSettings
     engine: sa.Engine
     positions: LogPositions
+    authenticate: Authenticator
+    registry: Registry
     tables: ReadModels = field(default=read_models)
+    recent_freshness: FreshnessMemory = field(default_factory=FreshnessMemory)
+    answers: AnswerMemory = field(default_factory=AnswerMemory)
 
 
 def get_api(request: Request) -> Api:
@@ -117,7 +158,7 @@ ApiDep = Annotated[Api, Depends(get_api)]
 
 
 def get_principal(api: ApiDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return authenticate(api.engine, authorization)
+    return api.authenticate(authorization)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -152,34 +193,28 @@ def resolve_scope(
 ) -> Scope:
     """The caller's filters, checked against the registry and narrowed to what the token may
     read: a province-scoped dashboard token its province, a district token its own district."""
-    with api.engine.connect() as conn:
-
-        def province_of(code: str) -> str | None:
-            return conn.scalar(sa.select(districts.c.province_code).where(districts.c.code == code))
-
-        if province is not None and (
-            conn.scalar(sa.select(provinces.c.code).where(provinces.c.code == province)) is None
+    province_of = api.registry.district_provinces.get
+    if province is not None and province not in api.registry.provinces:
+        raise _unknown("province", province)
+    if district is not None:
+        district_province = province_of(district)
+        if district_province is None:
+            raise _unknown("district", district)
+        if province is not None and province != district_province:
+            raise Problem(
+                422,
+                "Unprocessable Content",
+                f"District {district} is not in province {province}.",
+            )
+        province = district_province
+    if principal.role == "district":
+        own = principal.district_code or ""
+        own_province = province_of(own)
+        if (district is not None and district != own) or (
+            province is not None and province != own_province
         ):
-            raise _unknown("province", province)
-        if district is not None:
-            district_province = province_of(district)
-            if district_province is None:
-                raise _unknown("district", district)
-            if province is not None and province != district_province:
-                raise Problem(
-                    422,
-                    "Unprocessable Content",
-                    f"District {district} is not in province {province}.",
-                )
-            province = district_province
-        if principal.role == "district":
-            own = principal.district_code or ""
-            own_province = province_of(own)
-            if (district is not None and district != own) or (
-                province is not None and province != own_province
-            ):
-                raise Problem(403, "Forbidden", "A district token reads only its own district.")
-            return Scope(own_province, own)
+            raise Problem(403, "Forbidden", "A district token reads only its own district.")
+        return Scope(own_province, own)
     if principal.role == "dashboard" and principal.province_code is not None:
         if province is None:
             province = principal.province_code
@@ -208,8 +243,14 @@ class Freshness(BaseModel):
         return {} if self.lag_ms is None else {"X-Projection-Lag-Ms": str(self.lag_ms)}
 
 
-def freshness(api: Api) -> Freshness:
-    """Read it *before* the data: the data then holds at least what it says (never less)."""
+def freshness(api: Api, *, recent: bool = True) -> Freshness:
+    """Read it *before* the data: the data then holds at least what it says (never less).
+
+    ``recent`` allows the read of up to 0.1 s ago; a caller that just waited for receipts
+    passes False, so the freshness it shows includes them.
+    """
+    if recent and (remembered := api.recent_freshness.get()) is not None:
+        return remembered
     offsets, dead = api.tables.offsets, api.tables.dead_letters
     with api.engine.connect() as conn:
         rows = conn.execute(
@@ -229,7 +270,7 @@ def freshness(api: Api) -> Freshness:
         waiting = {p: applied.get(p, 0) for p, end in ends.items() if end > applied.get(p, 0)}
         behind = sum(ends[p] - first for p, first in waiting.items())
         lag_ms = _oldest_wait_ms(api.positions, waiting)
-    return Freshness(
+    found = Freshness(
         applied_offsets={str(p): o for p, o in sorted(applied.items())},
         log_end_offsets=None if ends is None else {str(p): o for p, o in sorted(ends.items())},
         records_behind=behind,
@@ -237,6 +278,8 @@ def freshness(api: Api) -> Freshness:
         projected_at=last_update,
         dead_letters=dead_letters,
     )
+    api.recent_freshness.put(found)
+    return found
 
 
 def _oldest_wait_ms(positions: LogPositions, waiting: dict[int, int]) -> int | None:

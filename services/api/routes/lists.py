@@ -144,7 +144,7 @@ def _page(
         conditions.append(table.c.province_code == scope.province)
     if scope.district:
         conditions.append(table.c.district_code == scope.district)
-    fresh = freshness(api)
+    fresh = freshness(api, recent=not wanted)
     with api.engine.connect() as conn:
         rows, last = read_page(conn, table, day_column, conditions, position, limit)
     next_cursor = None if last is None else encode_cursor(last, fingerprint)

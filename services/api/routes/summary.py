@@ -110,16 +110,21 @@ def get_summary(
         wanted,
         api.settings.read_your_writes_timeout_seconds,
     )
-    fresh = freshness(api)
-    with api.engine.connect() as conn:
-        rows = summary_rows(
-            conn,
-            api.tables,
-            province=scope.province,
-            district=scope.district,
-            date_from=from_,
-            date_to=to,
-            group_by=dims,
-        )
+    fresh = freshness(api, recent=not wanted)
+
+    def compute() -> list[dict[str, Any]]:
+        with api.engine.connect() as conn:
+            return summary_rows(
+                conn,
+                api.tables,
+                province=scope.province,
+                district=scope.district,
+                date_from=from_,
+                date_to=to,
+                group_by=dims,
+            )
+
+    question = ("summary", scope.province, scope.district, from_, to, tuple(dims))
+    rows = api.answers.get_or_compute(question, fresh.applied_offsets, compute)
     body = Summary(rows=[SummaryRow(**r) for r in rows], freshness=fresh)
     return respond(tabular, body, "summary", headers=fresh.headers())
