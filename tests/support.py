@@ -128,6 +128,14 @@ def running_stack(
         if "api" in services:
             wait_for(f"{stack.api_url}/readyz")
         yield stack
+    except BaseException:
+        # The services' own words go into the failure report; their files die with tmp_path.
+        for log in sorted(logs.glob("*.log")):
+            print(
+                f"--- {log.name} (last 40 lines) ---\n"
+                + "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+            )
+        raise
     finally:
         stack.stop_all()
 

@@ -21,7 +21,12 @@ import sqlalchemy as sa
 from shared import events as ev
 from shared import registry
 from shared.db.schema import ReadModels
-from shared.db.upserts import insert_ignoring_conflicts, insert_or_add, insert_or_replace
+from shared.db.upserts import (
+    insert_ignoring_conflicts,
+    insert_or_add,
+    insert_or_replace,
+    insert_rows,
+)
 from shared.folds import STORED_FIGURES, Changes, KnownEvent, StoredEvent, fold
 from shared.ledger import archive_row, list_row
 from shared.records import UndecodableRecord, chain_hash, decode_record, genesis_hash
@@ -254,7 +259,7 @@ class ReadModelStore:
             for s in changes.archived
         ]
         if archive_rows:
-            conn.execute(t.archive.insert(), archive_rows)
+            insert_rows(conn, t.archive, archive_rows)
         for target, retraction in changes.retracted.items():
             conn.execute(
                 t.archive.update()
