@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,3 +182,15 @@ def log_records(bootstrap: str, topic: str) -> list[dict[str, Any]]:
         return records
     finally:
         consumer.close()
+
+
+def until_projected(get: Callable[[], httpx.Response], tries: int = 12) -> httpx.Response:
+    """Ask again while the API answers 504 (its bounded read-your-writes wait ran out), as a
+    client honouring Retry-After would: a projector that is still joining its group is slow,
+    not wrong."""
+    response = get()
+    for _ in range(tries - 1):
+        if response.status_code != 504:
+            break
+        response = get()
+    return response

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,19 +13,7 @@ import pytest
 from kafka import KafkaProducer
 
 from shared.examples import EXAMPLES
-from tests.support import running_stack
-
-
-def until_projected(get: Callable[[], httpx.Response], tries: int = 12) -> httpx.Response:
-    """Ask again while the API answers 504 (its bounded read-your-writes wait ran out), as a
-    client honouring Retry-After would: a projector that is still joining its group is slow,
-    not wrong."""
-    response = get()
-    for _ in range(tries - 1):
-        if response.status_code != 504:
-            break
-        response = get()
-    return response
+from tests.support import running_stack, until_projected
 
 
 def test_the_lag_is_how_long_the_oldest_unapplied_record_has_waited_and_parked_ones_are_counted(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
 from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
@@ -12,22 +11,10 @@ from typing import Any
 
 import httpx
 
-from tests.support import Stack, running_stack
+from tests.support import Stack, running_stack, until_projected
 
 DISTRICTS = ("436", "437", "440")  # Thành phố Hà Tĩnh, Thị xã Hồng Lĩnh, Huyện Đức Thọ
 PAGE = 7
-
-
-def until_projected(get: Callable[[], httpx.Response], tries: int = 12) -> httpx.Response:
-    """Ask again while the API answers 504 (its bounded read-your-writes wait ran out), as a
-    client honouring Retry-After would: a projector that is still joining its group is slow,
-    not wrong."""
-    response = get()
-    for _ in range(tries - 1):
-        if response.status_code != 504:
-            break
-        response = get()
-    return response
 
 
 def conference(rng: random.Random, district: str, day: date) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from services.topics import ensure_topics
 from shared.db.engine import migrate
-from tests.support import Stack, running_stack
+from tests.support import Stack, running_stack, until_projected
 
 HA_TINH, HA_NOI = "42", "01"
 HA_TINH_CITY, HONG_LINH, BA_DINH = "436", "437", "001"
@@ -370,18 +370,6 @@ BA_DINH_KEYS = {**HA_NOI_KEYS, "district_code": BA_DINH, "district_name": "Quậ
 
 
 # --- the running system, loaded once per storage -------------------------------------------------
-
-
-def until_projected(get: Callable[[], httpx.Response], tries: int = 12) -> httpx.Response:
-    """Ask again while the API answers 504 (its bounded read-your-writes wait ran out), as a
-    client honouring Retry-After would: a projector that is still joining its group is slow,
-    not wrong."""
-    response = get()
-    for _ in range(tries - 1):
-        if response.status_code != 504:
-            break
-        response = get()
-    return response
 
 
 @dataclass
