@@ -154,7 +154,10 @@ def tokens_list() -> None:
 
     from shared.db.schema import tokens
 
-    table = Table("id", "role", "district", "province", "label", "created", "revoked")
+    table = Table()
+    table.add_column("id", no_wrap=True)  # operators copy it into `tokens revoke`: never cut it
+    for name in ("role", "district", "province", "label", "created", "revoked"):
+        table.add_column(name)
     with _engine().connect() as conn:
         for row in conn.execute(sa.select(tokens).order_by(tokens.c.created_at)):
             table.add_row(
