@@ -82,11 +82,17 @@ class Authenticator:
         self.ttl = ttl
         self._known: dict[str, tuple[float, Principal]] = {}
 
-    def __call__(self, authorization: str | None) -> Principal:
+    def remembered(self, authorization: str | None) -> Principal | None:
+        """The principal if verified less than ``ttl`` ago: no I/O, safe on an event loop."""
         if self.ttl > 0 and authorization:
             hit = self._known.get(authorization)
             if hit and time.monotonic() - hit[0] < self.ttl:
                 return hit[1]
+        return None
+
+    def __call__(self, authorization: str | None) -> Principal:
+        if (principal := self.remembered(authorization)) is not None:
+            return principal
         principal = authenticate(self.engine, authorization)
         if self.ttl > 0 and authorization:
             if len(self._known) > 10_000:
