@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -188,9 +189,13 @@ def demo(
     from services.web.auth import create_token
 
     if small:
-        data = generate(provinces=("42", "01"), per_province=3, years=(2023, 2024), seed=seed)
+        this_year = date.today().year
+        years = (this_year - 1, this_year)  # the dashboard opens on this year
+        data = generate(
+            provinces=("42", "01"), per_province=3, years=years, seed=seed, until=date.today()
+        )
     else:
-        data = generate(seed=seed)
+        data = generate(years=(2022, 2023, 2024, 2025, 2026), seed=seed, until=date.today())
     engine = _engine()
     total = sum(len(events) for events in data.values())
     accepted = duplicates = 0

@@ -62,14 +62,22 @@ def _day(rng: random.Random, year: int, month: int) -> date:
     return date(year, month, 1) + timedelta(days=rng.randrange(28))
 
 
-def district_year(district: str, year: int, rng: random.Random) -> Iterator[dict[str, Any]]:
-    """One district's reports for one year, in the order it would send them."""
+def district_year(
+    district: str, year: int, seed: int, first: bool = False
+) -> Iterator[dict[str, Any]]:
+    """One district's reports for one year, in the order it would send them.
+
+    Each (district, year) draws from its own seeded stream, so the same report always has the
+    same id and body, whichever years are generated: loading the demo again only resends.
+    """
     name = registry.districts()[district].name
-    if year == 2022:
+    rng = random.Random(f"{seed}:{district}:{year}")
+    if first:  # the program of the period is signed at its start
+        program_rng = random.Random(f"{seed}:{district}:program")
         yield _event(
             "ProgramSigned",
             district,
-            date(2022, 1, 10) + timedelta(days=rng.randrange(60)),
+            date(2022, 1, 10) + timedelta(days=program_rng.randrange(60)),
             {
                 "program_id": f"CTPH-{district}-2022-2026",
                 "title": f"Chương trình phối hợp công tác dân vận giai đoạn 2022-2026 ({name})",
@@ -78,7 +86,7 @@ def district_year(district: str, year: int, rng: random.Random) -> Iterator[dict
                 "period_end": 2026,
                 "content_items": list(CONTENT_ITEMS),
             },
-            rng,
+            program_rng,
         )
     for kind, month in (("review", 6), ("summary", 12)):
         yield _event(
@@ -190,10 +198,17 @@ def generate(
     per_province: int = 12,
     years: tuple[int, ...] = (2022, 2023, 2024, 2025),
     seed: int = 2022,
+    until: date | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Events per district, deterministic for a seed."""
-    rng = random.Random(seed)
+    """Events per district, deterministic for a seed; none after ``until`` (a report of the
+    future would be refused)."""
+    last = (until or date.max).isoformat()
     return {
-        district: [event for year in years for event in district_year(district, year, rng)]
+        district: [
+            event
+            for year in years
+            for event in district_year(district, year, seed, first=year == years[0])
+            if event["occurred_at"] <= last
+        ]
         for district in demo_districts(provinces, per_province)
     }

@@ -79,9 +79,9 @@ IngestDep = Annotated[Ingest, Depends(get_ingest)]
 async def caller(
     ingest: IngestDep, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    principal = ingest.authenticate.remembered(authorization) or await run_in_threadpool(
-        ingest.authenticate, authorization
-    )
+    principal = ingest.authenticate.remembered(authorization)  # no thread hop when known
+    if principal is None:
+        principal = await run_in_threadpool(ingest.authenticate, authorization)
     require_role(principal, "district")
     wait = ingest.limiter.take(principal.token_id)
     if wait > 0:
