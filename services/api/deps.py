@@ -13,6 +13,7 @@ from fastapi import Depends, Header, Request
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from services.api.answers import AnswerMemory
 from services.web.auth import Authenticator, Principal
@@ -118,23 +119,30 @@ class Registry:
 
 
 class FreshnessMemory:
-    """The last freshness read, reused for ``ttl`` seconds: under load most requests then cost
-    no database read for it. An older freshness only claims less than the data holds."""
+    """The last freshness read, reused for ``ttl`` seconds, and while one request reads it anew
+    (reading it may wait on Kafka): under load, requests then neither queue behind that read
+    nor pile onto it. An older freshness only claims less than the data holds."""
 
     def __init__(self, ttl: float = 0.1) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
         self._last: tuple[float, Freshness] | None = None
+        self._reading = False
 
-    def get(self) -> Freshness | None:
+    def get_or_claim(self) -> Freshness | None:
+        """A usable freshness, or None: then the caller reads it and must ``put`` it."""
         with self._lock:
-            if self._last and time.monotonic() - self._last[0] < self.ttl:
+            if self._last and (self._reading or time.monotonic() - self._last[0] < self.ttl):
                 return self._last[1]
+            self._reading = True
             return None
 
-    def put(self, value: Freshness) -> None:
+    def put(self, value: Freshness | None) -> None:
+        """Store a new reading (None: the reading failed, let the next request try)."""
         with self._lock:
-            self._last = (time.monotonic(), value)
+            if value is not None:
+                self._last = (time.monotonic(), value)
+            self._reading = False
 
 
 @dataclass
@@ -149,7 +157,9 @@ class Api:
     answers: AnswerMemory = field(default_factory=AnswerMemory)
 
 
-def get_api(request: Request) -> Api:
+# Dependencies that do no I/O are ``async def`` so FastAPI runs them on the event loop: a
+# plain ``def`` one costs a thread-pool hop per request, and a summary used to take four.
+async def get_api(request: Request) -> Api:
     api: Api = request.app.state.api
     return api
 
@@ -157,8 +167,13 @@ def get_api(request: Request) -> Api:
 ApiDep = Annotated[Api, Depends(get_api)]
 
 
-def get_principal(api: ApiDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return api.authenticate(authorization)
+async def get_principal(
+    api: ApiDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    principal = api.authenticate.remembered(authorization)
+    if principal is None:  # a database lookup: in the thread pool
+        principal = await run_in_threadpool(api.authenticate, authorization)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -249,8 +264,17 @@ def freshness(api: Api, *, recent: bool = True) -> Freshness:
     ``recent`` allows the read of up to 0.1 s ago; a caller that just waited for receipts
     passes False, so the freshness it shows includes them.
     """
-    if recent and (remembered := api.recent_freshness.get()) is not None:
+    if recent and (remembered := api.recent_freshness.get_or_claim()) is not None:
         return remembered
+    found: Freshness | None = None
+    try:
+        found = _read_freshness(api)
+    finally:
+        api.recent_freshness.put(found)
+    return found
+
+
+def _read_freshness(api: Api) -> Freshness:
     offsets, dead = api.tables.offsets, api.tables.dead_letters
     with api.engine.connect() as conn:
         rows = conn.execute(
@@ -270,7 +294,7 @@ def freshness(api: Api, *, recent: bool = True) -> Freshness:
         waiting = {p: applied.get(p, 0) for p, end in ends.items() if end > applied.get(p, 0)}
         behind = sum(ends[p] - first for p, first in waiting.items())
         lag_ms = _oldest_wait_ms(api.positions, waiting)
-    found = Freshness(
+    return Freshness(
         applied_offsets={str(p): o for p, o in sorted(applied.items())},
         log_end_offsets=None if ends is None else {str(p): o for p, o in sorted(ends.items())},
         records_behind=behind,
@@ -278,8 +302,6 @@ def freshness(api: Api, *, recent: bool = True) -> Freshness:
         projected_at=last_update,
         dead_letters=dead_letters,
     )
-    api.recent_freshness.put(found)
-    return found
 
 
 def _oldest_wait_ms(positions: LogPositions, waiting: dict[int, int]) -> int | None:

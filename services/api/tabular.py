@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 
-def wants_csv(
+async def wants_csv(  # no I/O: on the event loop, no thread hop
     format: Annotated[
         Literal["json", "csv"] | None, Query(description="csv for a spreadsheet")
     ] = None,
