@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from services.api.deps import Api, ApiDep, LogPositions, Registry
+from services.api.deps import Api, ApiDep, LogPositions, Registry, keep_fresh
 from services.api.routes import audit, dashboard, lists, me, registry, summary
 from services.web import problems
 from services.web.auth import Authenticator
@@ -31,10 +32,16 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         config = settings or get_api_settings()
         configure_logging(config.log_level, service="api")
         engine = make_engine(config.database_url)
-        positions = LogPositions(config.kafka_bootstrap_servers, config.events_topic)
+        # Asked by the freshness thread every 0.1 s; no request waits on it.
+        positions = LogPositions(config.kafka_bootstrap_servers, config.events_topic, max_age=0.05)
         authenticator = Authenticator(engine, config.token_cache_seconds)
-        app.state.api = Api(config, engine, positions, authenticator, Registry.load(engine))
+        api = Api(config, engine, positions, authenticator, Registry.load(engine))
+        app.state.api = api
+        stop = threading.Event()
+        refresher = keep_fresh(api, stop)
         yield
+        stop.set()
+        refresher.join(timeout=10)
         positions.close()
         engine.dispose()
 

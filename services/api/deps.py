@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from services.web.auth import Authenticator, Principal
 from services.web.problems import Problem
 from shared.db.schema import ReadModels, districts, provinces, read_models
 from shared.settings import ApiSettings
+
+log = logging.getLogger(__name__)
 
 
 class LogPositions:
@@ -119,11 +122,13 @@ class Registry:
 
 
 class FreshnessMemory:
-    """The last freshness read, reused for ``ttl`` seconds, and while one request reads it anew
-    (reading it may wait on Kafka): under load, requests then neither queue behind that read
-    nor pile onto it. An older freshness only claims less than the data holds."""
+    """The last freshness reading, served while it is under ``ttl`` seconds old (its lag aged
+    by as much), and while one request reads it anew: requests then neither queue behind a
+    reading (it may wait on Kafka) nor pile onto it. A background thread (``keep_fresh``) keeps
+    it young, so requests normally never read it themselves. An older reading only claims less
+    than the data holds."""
 
-    def __init__(self, ttl: float = 0.1) -> None:
+    def __init__(self, ttl: float = 0.2) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
         self._last: tuple[float, Freshness] | None = None
@@ -132,16 +137,24 @@ class FreshnessMemory:
     def get_or_claim(self) -> Freshness | None:
         """A usable freshness, or None: then the caller reads it and must ``put`` it."""
         with self._lock:
-            if self._last and (self._reading or time.monotonic() - self._last[0] < self.ttl):
-                return self._last[1]
-            self._reading = True
-            return None
+            if self._last is None:
+                self._reading = True
+                return None
+            read_at, value = self._last
+            age = time.monotonic() - read_at
+            if age >= self.ttl and not self._reading:
+                self._reading = True
+                return None
+        if value.lag_ms:  # still behind: it has waited longer since the reading
+            return value.model_copy(update={"lag_ms": value.lag_ms + int(age * 1000)})
+        return value
 
-    def put(self, value: Freshness | None) -> None:
-        """Store a new reading (None: the reading failed, let the next request try)."""
+    def put(self, value: Freshness | None, started: float) -> None:
+        """Store a reading begun at ``started`` (monotonic): its age counts from then, when it
+        began to look. None: the reading failed, let the next request try."""
         with self._lock:
-            if value is not None:
-                self._last = (time.monotonic(), value)
+            if value is not None and (self._last is None or started >= self._last[0]):
+                self._last = (started, value)
             self._reading = False
 
 
@@ -267,11 +280,29 @@ def freshness(api: Api, *, recent: bool = True) -> Freshness:
     if recent and (remembered := api.recent_freshness.get_or_claim()) is not None:
         return remembered
     found: Freshness | None = None
+    started = time.monotonic()
     try:
         found = _read_freshness(api)
     finally:
-        api.recent_freshness.put(found)
+        api.recent_freshness.put(found, started)
     return found
+
+
+def keep_fresh(api: Api, stop: threading.Event, interval: float = 0.1) -> threading.Thread:
+    """Read the freshness every ``interval`` seconds in a thread of its own, so that requests
+    find a young reading and never wait on Kafka for it."""
+
+    def read_forever() -> None:
+        while not stop.wait(interval):
+            started = time.monotonic()
+            try:
+                api.recent_freshness.put(_read_freshness(api), started)
+            except Exception:  # a request will read it itself meanwhile
+                log.warning("reading the freshness failed", exc_info=True)
+
+    thread = threading.Thread(target=read_forever, name="freshness", daemon=True)
+    thread.start()
+    return thread
 
 
 def _read_freshness(api: Api) -> Freshness:
