@@ -90,6 +90,17 @@ class Stack:
         finally:
             engine.dispose()
 
+    def ledger(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run an operator command against this stack's topic and database."""
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def log_text(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,7 +17,7 @@ from shared.db.engine import make_engine
 from shared.db.schema import read_models
 from shared.examples import EXAMPLES
 from shared.records import canonical_json, chain_hash, genesis_hash
-from tests.support import ROOT, Stack, running_stack
+from tests.support import Stack, running_stack
 
 HA_TINH_CITY, BA_DINH = "436", "001"
 
@@ -69,17 +67,6 @@ def ndjson(response: httpx.Response) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/x-ndjson")
     return [json.loads(line) for line in response.text.splitlines()]
-
-
-def ledger_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_an_auditors_replay_of_a_district_returns_its_unique_accepted_events_once_in_log_order(
@@ -194,14 +181,14 @@ def test_verify_is_consistent_until_a_row_is_changed_by_hand_and_saved_heads_pro
         scoped = audit(stack, auditor, "verify", province="42")
 
         heads_file, tampered_file = tmp_path / "heads.json", tmp_path / "tampered.json"
-        exported = ledger_cli(stack, "verify", "--heads", "--out", str(heads_file))
-        kept = ledger_cli(stack, "verify", "--against", str(heads_file))
+        exported = stack.ledger("verify", "--heads", "--out", str(heads_file))
+        kept = stack.ledger("verify", "--against", str(heads_file))
         heads = json.loads(heads_file.read_text())
         [head] = heads["heads"]
         head["hash"] = "0" * 64
         tampered_file.write_text(json.dumps(heads))
-        refuted = ledger_cli(stack, "verify", "--against", str(tampered_file))
-        replayed = ledger_cli(stack, "replay", "--district", HA_TINH_CITY)
+        refuted = stack.ledger("verify", "--against", str(tampered_file))
+        replayed = stack.ledger("replay", "--district", HA_TINH_CITY)
 
         engine = make_engine(postgres_url)
         figures = read_models.figures

@@ -10,8 +10,6 @@ without the project's fold so that a bug there cannot hide itself.
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -32,7 +30,7 @@ from shared.db.engine import make_engine
 from shared.db.schema import read_models
 from shared.events import parse_event
 from shared.records import encode_event
-from tests.support import ROOT, Stack, free_port, running_stack
+from tests.support import Stack, free_port, running_stack
 
 # Nine districts of four provinces: Hà Nội, Hà Tĩnh, TP Hồ Chí Minh, Đà Nẵng.
 PROVINCE_OF = {
@@ -558,17 +556,6 @@ def test_two_projectors_split_the_partitions_and_a_rebalance_neither_loses_nor_d
     assert [seen[f"projector_lag_records[('partition', '{p}')]"] for p in "012"] == [0, 0, 0]
 
 
-def ledger(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 class Hammer:
     """Asks the API for the summary again and again, keeping every status it answered."""
 
@@ -610,7 +597,7 @@ def test_a_rebuild_under_a_serving_api_and_a_live_projector_equals_the_live_read
         wait_until_applied(stack, topic)
         live = served(postgres_url)
 
-        rebuilt = ledger(stack, "rebuild")
+        rebuilt = stack.ledger("rebuild")
         assert rebuilt.returncode == 0, rebuilt.stderr
         assert "equal the live ones, row for row" in rebuilt.stderr, rebuilt.stderr
         assert "swapped" in rebuilt.stderr
@@ -630,7 +617,7 @@ def test_a_rebuild_under_a_serving_api_and_a_live_projector_equals_the_live_read
                 .values(conferences=figures.c.conferences + 1)
             )
         engine.dispose()
-        verified = ledger(stack, "rebuild", "--verify-only")
+        verified = stack.ledger("rebuild", "--verify-only")
         assert verified.returncode == 1, verified.stderr
         assert "daily_figures" in verified.stderr and f"district_code={district}" in verified.stderr
         assert "conferences: live" in verified.stderr
@@ -641,14 +628,14 @@ def test_a_rebuild_under_a_serving_api_and_a_live_projector_equals_the_live_read
             target=stream.write, args=(1000,), kwargs={"chunk": 50, "pause": 0.2}
         )
         writer.start()
-        again = ledger(stack, "rebuild")
+        again = stack.ledger("rebuild")
         writer.join()
         assert again.returncode == 0, again.stderr
         assert "conferences: live" in again.stderr  # it put the changed row right
         wait_until_applied(stack, topic)
         assert stack.processes["projector"].poll() is None  # it lived through both swaps
         assert_read_models_equal_the_oracle(postgres_url, stream.sent)
-        clean = ledger(stack, "rebuild", "--verify-only")
+        clean = stack.ledger("rebuild", "--verify-only")
         assert clean.returncode == 0, clean.stderr
 
     assert hammer.statuses and set(hammer.statuses) == {200}
