@@ -229,6 +229,26 @@ def batch_ingest_rate(ingest_url: str, tokens: list[tuple[str, str]], per_client
     return sent / elapsed
 
 
+def paced_ingest(
+    ingest_url: str, tokens: list[tuple[str, str]], rate: float, seconds: float
+) -> None:
+    """Post batches of 100 at ``rate`` events/s in all, round robin over the tokens."""
+    size = 100
+    bodies = [
+        (token, json.dumps(fresh_bodies(size, district), ensure_ascii=False).encode())
+        for _ in range(int(rate * seconds / size / len(tokens)) + 1)
+        for district, token in tokens
+    ]
+    with httpx.Client(timeout=60) as client:
+        started = time.perf_counter()
+        for i, (token, body) in enumerate(bodies):
+            time.sleep(max(0.0, started + i * size / rate - time.perf_counter()))
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            client.post(
+                f"{ingest_url}/v1/events/batch", content=body, headers=headers
+            ).raise_for_status()
+
+
 def applied_total(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(
@@ -435,23 +455,24 @@ def main(argv: list[str] | None = None) -> None:
         wait_for(f"http://127.0.0.1:{ingest_port}/readyz")
         headers = {"Authorization": f"Bearer {dashboard}"}
         idle, idle_rate = steady_latencies(query_url, headers, rate, seconds)
+        # The targets speak of queries and end-to-end latency while ingest runs at half the
+        # sustainable (batch) rate: a paced loader, not one flat out.
+        pace = batch_rate / 2
         loader = multiprocessing.get_context("spawn").Process(
-            target=batch_ingest_rate,
-            args=(f"http://127.0.0.1:{ingest_port}", tokens[:2], batch_per_client // 2),
+            target=paced_ingest,
+            args=(f"http://127.0.0.1:{ingest_port}", tokens[:2], pace, seconds * 3),
         )
         loader.start()
+        time.sleep(2)  # let the pace settle
         busy, busy_rate = steady_latencies(query_url, headers, rate, seconds)
+        e2e = end_to_end_latencies(ingest_port, api_port, token, dashboard, 50 if quick else 300)
         loader.join()
+        during = f"while ingesting {pace:,.0f} events/s"
         report.add(
-            "queries achieved while ingesting",
-            busy_rate,
-            "req/s",
-            "idle",
-            idle_rate,
-            f"{rate}/s asked",
+            f"queries served {during}", busy_rate, "req/s", "idle", idle_rate, f"{rate}/s asked"
         )
         report.add(
-            f"query p50 at {rate}/s while ingesting",
+            f"query p50 at {rate}/s {during}",
             percentile(busy, 50),
             "ms",
             "idle p50",
@@ -459,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
             lower_is_better=True,
         )
         report.add(
-            f"query p99 at {rate}/s while ingesting",
+            f"query p99 at {rate}/s {during}",
             percentile(busy, 99),
             "ms",
             "idle p99",
@@ -467,12 +488,14 @@ def main(argv: list[str] | None = None) -> None:
             "≤ 25 ms",
             lower_is_better=True,
         )
-        e2e = end_to_end_latencies(ingest_port, api_port, token, dashboard, 50 if quick else 300)
         report.add(
-            "end to end POST → visible, p50", percentile(e2e, 50), "ms", lower_is_better=True
+            f"end to end POST → visible, p50, {during}",
+            percentile(e2e, 50),
+            "ms",
+            lower_is_better=True,
         )
         report.add(
-            "end to end POST → visible, p99",
+            f"end to end POST → visible, p99, {during}",
             percentile(e2e, 99),
             "ms",
             target="≤ 150 ms",
