@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import BaseModel
@@ -190,6 +190,21 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+# The query parameters every read endpoint shares.
+ProvinceQuery = Annotated[
+    str | None, Query(pattern=r"^\d{2}$", description="Province code, e.g. 42 (Hà Tĩnh)")
+]
+DistrictQuery = Annotated[
+    str | None, Query(pattern=r"^\d{3}$", description="District code, e.g. 436")
+]
+AfterQuery = Annotated[
+    str | None,
+    Query(
+        max_length=8000,
+        description="Receipts to wait for, as partition:offset pairs joined by commas",
+    ),
+]
 
 
 @dataclass(frozen=True)

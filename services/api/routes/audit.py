@@ -17,8 +17,8 @@ from pydantic import BaseModel
 from services.api.audit_log import TIMESTAMP_SLACK, KafkaLog, LogUnavailable, Slice, parse_instant
 from services.api.audit_replay import ReplayFilter, plan_replay, replay_lines
 from services.api.audit_verify import ProjectorBusy, verify
-from services.api.deps import Api, ApiDep, PrincipalDep, resolve_scope
-from services.api.routes.summary import DistrictQuery, ProvinceQuery, SummaryRow
+from services.api.deps import Api, ApiDep, DistrictQuery, PrincipalDep, ProvinceQuery, resolve_scope
+from services.api.routes.summary import SummaryRow
 from services.api.summary import parse_group_by
 from services.api.tabular import Tabular, respond
 from services.web.auth import Principal, require_role

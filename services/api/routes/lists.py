@@ -11,7 +11,17 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from services.api.deps import Api, ApiDep, Freshness, PrincipalDep, freshness, resolve_scope
+from services.api.deps import (
+    AfterQuery,
+    Api,
+    ApiDep,
+    DistrictQuery,
+    Freshness,
+    PrincipalDep,
+    ProvinceQuery,
+    freshness,
+    resolve_scope,
+)
 from services.api.lists import (
     decode_cursor,
     encode_cursor,
@@ -19,7 +29,6 @@ from services.api.lists import (
     read_page,
 )
 from services.api.read_your_writes import parse_after, wait_until_applied
-from services.api.routes.summary import AfterQuery, DistrictQuery, ProvinceQuery
 from services.api.tabular import Tabular, respond
 from services.web.auth import Principal
 from services.web.problems import Problem

@@ -8,27 +8,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from services.api.deps import ApiDep, Freshness, PrincipalDep, freshness, resolve_scope
+from services.api.deps import (
+    AfterQuery,
+    ApiDep,
+    DistrictQuery,
+    Freshness,
+    PrincipalDep,
+    ProvinceQuery,
+    freshness,
+    resolve_scope,
+)
 from services.api.read_your_writes import parse_after, wait_until_applied
 from services.api.summary import parse_group_by, summary_rows
 from services.api.tabular import Tabular, respond
 from services.web.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["summary"])
-
-ProvinceQuery = Annotated[
-    str | None, Query(pattern=r"^\d{2}$", description="Province code, e.g. 42 (Hà Tĩnh)")
-]
-DistrictQuery = Annotated[
-    str | None, Query(pattern=r"^\d{3}$", description="District code, e.g. 436")
-]
-AfterQuery = Annotated[
-    str | None,
-    Query(
-        max_length=8000,
-        description="Receipts to wait for, as partition:offset pairs joined by commas",
-    ),
-]
 
 
 class SummaryRow(BaseModel):
