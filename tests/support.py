@@ -101,6 +101,22 @@ class Stack:
             timeout=timeout,
         )
 
+    def post_reports(self, reports: dict[str, list[dict[str, Any]]]) -> str:
+        """Each district posts its reports as one batch; the receipts as an ``after`` value."""
+        last: dict[int, int] = {}
+        for district, events in reports.items():
+            response = httpx.post(
+                f"{self.ingest_url}/v1/events/batch",
+                json=events,
+                headers={"Authorization": f"Bearer {self.token('district', district)}"},
+                timeout=30,
+            )
+            assert response.status_code == 202, response.text
+            for receipt in response.json()["receipts"]:
+                partition = receipt["partition"]
+                last[partition] = max(last.get(partition, -1), receipt["offset"])
+        return ",".join(f"{p}:{o}" for p, o in sorted(last.items()))
+
     def log_text(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 

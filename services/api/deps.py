@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -17,8 +17,9 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from services.api.answers import AnswerMemory
+from services.api.summary import Dimension, parse_group_by
 from services.web.auth import Authenticator, Principal
-from services.web.problems import Problem
+from services.web.problems import Problem, invalid_parameter
 from shared.db.schema import ReadModels, districts, provinces, read_models
 from shared.settings import ApiSettings
 
@@ -192,6 +193,15 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 # The query parameters every read endpoint shares.
+FromQuery = Annotated[date | None, Query(alias="from", description="First day, inclusive")]
+ToQuery = Annotated[date | None, Query(description="Last day, inclusive")]
+GroupByQuery = Annotated[
+    str | None,
+    Query(
+        max_length=100,
+        description="province, district, month, quarter or year; several joined by commas",
+    ),
+]
 ProvinceQuery = Annotated[
     str | None, Query(pattern=r"^\d{2}$", description="Province code, e.g. 42 (Hà Tĩnh)")
 ]
@@ -216,19 +226,21 @@ class Scope:
 
 
 def _unknown(name: str, value: str) -> Problem:
-    return Problem(
-        422,
-        "Unprocessable Content",
-        f"Unknown {name} {value!r}.",
-        errors=[
-            {
-                "loc": ["query", name],
-                "field": name,
-                "message": f"unknown {name}",
-                "type": f"unknown_{name}",
-            }
-        ],
+    return invalid_parameter(
+        name, f"unknown {name}", f"unknown_{name}", f"Unknown {name} {value!r}."
     )
+
+
+def check_range(date_from: date | None, date_to: date | None) -> None:
+    if date_from and date_to and date_from > date_to:
+        raise invalid_parameter("from", "after 'to'", "range", "'from' is after 'to'.")
+
+
+def group_by_dimensions(value: str | None) -> list[Dimension]:
+    try:
+        return parse_group_by(value)
+    except ValueError as exc:
+        raise invalid_parameter("group_by", str(exc)) from None
 
 
 def resolve_scope(

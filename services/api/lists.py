@@ -21,7 +21,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from services.web.problems import Problem
+from services.web.problems import Problem, invalid_parameter
 from shared.db.schema import districts
 
 
@@ -61,14 +61,7 @@ def decode_cursor(cursor: str | None, fingerprint: str) -> Position | None:
 
 
 def _bad_cursor(detail: str) -> Problem:
-    return Problem(
-        422,
-        "Unprocessable Content",
-        detail + " Start again without a cursor.",
-        errors=[
-            {"loc": ["query", "cursor"], "field": "cursor", "message": detail, "type": "cursor"}
-        ],
-    )
+    return invalid_parameter("cursor", detail, detail=detail + " Start again without a cursor.")
 
 
 def read_page(

@@ -6,7 +6,7 @@ import time
 
 import sqlalchemy as sa
 
-from services.web.problems import Problem
+from services.web.problems import Problem, invalid_parameter
 from shared.db.schema import ReadModels
 
 
@@ -23,18 +23,11 @@ def parse_after(value: str | None) -> dict[int, int]:
             or len(partition) > 6
             or len(offset) > 18
         ):
-            raise Problem(
-                422,
-                "Unprocessable Content",
+            raise invalid_parameter(
+                "after",
+                f"bad receipt {part!r}",
+                "receipt",
                 f"'after' takes receipts as partition:offset pairs joined by commas; {part!r} is not one.",
-                errors=[
-                    {
-                        "loc": ["query", "after"],
-                        "field": "after",
-                        "message": f"bad receipt {part!r}",
-                        "type": "receipt",
-                    }
-                ],
             )
         wanted[int(partition)] = max(wanted.get(int(partition), 0), int(offset))
     return wanted

@@ -56,6 +56,18 @@ class Problem(Exception):
         )
 
 
+def invalid_parameter(
+    name: str, message: str, kind: str | None = None, detail: str | None = None
+) -> Problem:
+    """A 422 for one bad query parameter, naming it the way body field errors are named."""
+    return Problem(
+        422,
+        "Unprocessable Content",
+        detail or f"{name}: {message}",
+        errors=[{"loc": ["query", name], "field": name, "message": message, "type": kind or name}],
+    )
+
+
 def field_errors(
     errors: Iterable[Mapping[str, Any]], prefix: Sequence[str | int] = ()
 ) -> list[dict[str, Any]]:

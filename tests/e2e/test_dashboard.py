@@ -54,18 +54,7 @@ def post_demo_reports(stack: Stack) -> str:
     """Two years of realistic reports from four Hà Tĩnh and two Hà Nội districts."""
     reports = demo.generate(provinces=(HA_TINH, "01"), per_province=4, years=(2023, 2024), seed=5)
     reports = {d: events for i, (d, events) in enumerate(reports.items()) if i < 6}
-    last: dict[int, int] = {}
-    for district, events in reports.items():
-        response = httpx.post(
-            f"{stack.ingest_url}/v1/events/batch",
-            json=events,
-            headers={"Authorization": f"Bearer {stack.token('district', district)}"},
-            timeout=30,
-        )
-        assert response.status_code == 202, response.text
-        for receipt in response.json()["receipts"]:
-            last[receipt["partition"]] = max(last.get(receipt["partition"], -1), receipt["offset"])
-    return ",".join(f"{p}:{o}" for p, o in sorted(last.items()))
+    return stack.post_reports(reports)
 
 
 def summary(stack: Stack, token: str, **params: str) -> dict[str, Any]:

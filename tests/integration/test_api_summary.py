@@ -410,23 +410,6 @@ def _database(request: pytest.FixtureRequest, kind: str, tmp: Path) -> Iterator[
         admin.dispose()
 
 
-def post_reports(stack: Stack, reports: dict[str, list[dict[str, Any]]]) -> str:
-    """Each district posts its reports as one batch; returns the receipts as an ``after`` value."""
-    last: dict[int, int] = {}
-    for district, events in reports.items():
-        token = stack.token("district", district)
-        response = httpx.post(
-            f"{stack.ingest_url}/v1/events/batch",
-            json=events,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-        assert response.status_code == 202, response.text
-        for receipt in response.json()["receipts"]:
-            last[receipt["partition"]] = max(last.get(receipt["partition"], -1), receipt["offset"])
-    return ",".join(f"{p}:{o}" for p, o in sorted(last.items()))
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def ledger(
     request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
@@ -436,7 +419,7 @@ def ledger(
     ensure_topics(kafka_bootstrap, topic, 3, f"{topic}.dead-letters")
     for database_url in _database(request, request.param, tmp):
         with running_stack(kafka_bootstrap, database_url, topic, tmp) as stack:
-            after = post_reports(stack, REPORTS)
+            after = stack.post_reports(REPORTS)
             ledger = Ledger(stack, {"Authorization": f"Bearer {stack.token('dashboard')}"})
             caught_up = until_projected(partial(ledger.get, "/v1/summary", {"after": after}))
             assert caught_up.status_code == 200, caught_up.text

@@ -7,7 +7,7 @@ these endpoints exist to check what the read models say against it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -17,12 +17,23 @@ from pydantic import BaseModel
 from services.api.audit_log import TIMESTAMP_SLACK, KafkaLog, LogUnavailable, Slice, parse_instant
 from services.api.audit_replay import ReplayFilter, plan_replay, replay_lines
 from services.api.audit_verify import ProjectorBusy, verify
-from services.api.deps import Api, ApiDep, DistrictQuery, PrincipalDep, ProvinceQuery, resolve_scope
+from services.api.deps import (
+    Api,
+    ApiDep,
+    DistrictQuery,
+    FromQuery,
+    GroupByQuery,
+    PrincipalDep,
+    ProvinceQuery,
+    ToQuery,
+    check_range,
+    group_by_dimensions,
+    resolve_scope,
+)
 from services.api.routes.summary import SummaryRow
-from services.api.summary import parse_group_by
 from services.api.tabular import Tabular, respond
 from services.web.auth import Principal, require_role
-from services.web.problems import Problem
+from services.web.problems import Problem, invalid_parameter
 from shared import registry
 from shared.events import EVENT_TYPES
 from shared.ledger import fold_log, summarize
@@ -36,7 +47,7 @@ def require_auditor(principal: PrincipalDep) -> Principal:
 
 
 Auditor = Annotated[Principal, Depends(require_auditor)]
-FromQuery = Annotated[
+ReceivedFromQuery = Annotated[
     str | None,
     Query(
         alias="from",
@@ -44,26 +55,17 @@ FromQuery = Annotated[
         "without an offset, Vietnam time",
     ),
 ]
-ToQuery = Annotated[
+ReceivedToQuery = Annotated[
     str | None,
     Query(description="Received at or before: ISO 8601 datetime, or a date (to its last moment)"),
 ]
-
-
-def invalid(name: str, message: str) -> Problem:
-    return Problem(
-        422,
-        "Unprocessable Content",
-        f"{name}: {message}",
-        errors=[{"loc": ["query", name], "field": name, "message": message, "type": name}],
-    )
 
 
 def instant(name: str, value: str, *, end_of_day: bool = False) -> datetime:
     try:
         return parse_instant(value, end_of_day=end_of_day)
     except ValueError as exc:
-        raise invalid(name, f"not an ISO 8601 date or datetime ({exc})") from None
+        raise invalid_parameter(name, f"not an ISO 8601 date or datetime ({exc})") from None
 
 
 def unavailable(exc: Exception) -> Problem:
@@ -88,8 +90,8 @@ def audit_events(
     type_: Annotated[
         str | None, Query(alias="type", description="One event type, e.g. ConferenceHeld")
     ] = None,
-    from_: FromQuery = None,
-    to: ToQuery = None,
+    from_: ReceivedFromQuery = None,
+    to: ReceivedToQuery = None,
 ) -> StreamingResponse:
     """The unique accepted events, read from Kafka, as NDJSON in log order.
 
@@ -103,7 +105,9 @@ def audit_events(
     partial replay for a whole one.
     """
     if type_ is not None and type_ not in EVENT_TYPES:
-        raise invalid("type", f"unknown event type; one of {', '.join(sorted(EVENT_TYPES))}")
+        raise invalid_parameter(
+            "type", f"unknown event type; one of {', '.join(sorted(EVENT_TYPES))}"
+        )
     if district is not None:
         resolve_scope(api, auditor, None, district)  # a 422 for an unknown district
     wanted = ReplayFilter(
@@ -117,7 +121,7 @@ def audit_events(
         and wanted.received_until
         and wanted.received_from > wanted.received_until
     ):
-        raise invalid("from", "'from' is after 'to'")
+        raise invalid_parameter("from", "'from' is after 'to'")
     try:
         log = open_log(api)
         try:
@@ -159,12 +163,9 @@ def audit_state(
     ],
     province: ProvinceQuery = None,
     district: DistrictQuery = None,
-    from_: Annotated[date | None, Query(alias="from", description="First day, inclusive")] = None,
-    to: Annotated[date | None, Query(description="Last day, inclusive")] = None,
-    group_by: Annotated[
-        str | None,
-        Query(description="province, district, month, quarter or year; several joined by commas"),
-    ] = None,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    group_by: GroupByQuery = None,
 ) -> Any:
     """The summary (same rows as ``/v1/summary``) as it stood at ``as_of``.
 
@@ -172,14 +173,8 @@ def audit_state(
     figures are those a summary served at that moment showed once the projector had caught up.
     """
     when = instant("as_of", as_of, end_of_day=True)
-    try:
-        dims = parse_group_by(group_by)
-    except ValueError as exc:
-        raise invalid("group_by", str(exc)) from None
-    if from_ and to and from_ > to:
-        raise invalid("from", "'from' is after 'to'")
-    if province is not None and province not in registry.provinces():
-        raise invalid("province", "unknown province")
+    dims = group_by_dimensions(group_by)
+    check_range(from_, to)
     scope = resolve_scope(api, auditor, province, district)
     try:
         with open_log(api) as log:
@@ -219,7 +214,7 @@ def audit_verify(
     it. The log is read up to the offsets the projector has applied, so lag is not a difference.
     """
     if province is not None and province not in registry.provinces():
-        raise invalid("province", "unknown province")
+        raise invalid_parameter("province", "unknown province")
     try:
         with open_log(api) as log:
             return verify(log, api.engine, api.tables, province=province)

@@ -17,8 +17,11 @@ from services.api.deps import (
     ApiDep,
     DistrictQuery,
     Freshness,
+    FromQuery,
     PrincipalDep,
     ProvinceQuery,
+    ToQuery,
+    check_range,
     freshness,
     resolve_scope,
 )
@@ -31,7 +34,6 @@ from services.api.lists import (
 from services.api.read_your_writes import parse_after, wait_until_applied
 from services.api.tabular import Tabular, respond
 from services.web.auth import Principal
-from services.web.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["lists"])
 
@@ -40,8 +42,6 @@ CursorQuery = Annotated[
     Query(max_length=400, description="next_cursor of the previous page; omit for the first"),
 ]
 LimitQuery = Annotated[int, Query(ge=1, le=1000, description="Rows per page")]
-FromQuery = Annotated[date | None, Query(alias="from", description="First day, inclusive")]
-ToQuery = Annotated[date | None, Query(description="Last day, inclusive")]
 
 
 class ListedRow(BaseModel):
@@ -98,23 +98,6 @@ class Cases(BaseModel):
     rows: list[CaseRow]
     next_cursor: str | None
     freshness: Freshness
-
-
-def _check_range(date_from: date | None, date_to: date | None) -> None:
-    if date_from and date_to and date_from > date_to:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            "'from' is after 'to'.",
-            errors=[
-                {
-                    "loc": ["query", "from"],
-                    "field": "from",
-                    "message": "after 'to'",
-                    "type": "range",
-                }
-            ],
-        )
 
 
 def _page(
@@ -222,7 +205,7 @@ def list_conferences(
     after: AfterQuery = None,
 ) -> Any:
     """Conferences held (sơ kết, tổng kết, ký kết...), newest first."""
-    _check_range(from_, to)
+    check_range(from_, to)
     t = api.tables.conferences
     where = []
     if from_:
@@ -270,7 +253,7 @@ def list_cases(
     after: AfterQuery = None,
 ) -> Any:
     """Complex cases resolved (ổn định / tạm ổn định), newest first."""
-    _check_range(from_, to)
+    check_range(from_, to)
     t = api.tables.cases
     where = []
     if from_:

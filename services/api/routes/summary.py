@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from services.api.deps import (
@@ -13,15 +12,19 @@ from services.api.deps import (
     ApiDep,
     DistrictQuery,
     Freshness,
+    FromQuery,
+    GroupByQuery,
     PrincipalDep,
     ProvinceQuery,
+    ToQuery,
+    check_range,
     freshness,
+    group_by_dimensions,
     resolve_scope,
 )
 from services.api.read_your_writes import parse_after, wait_until_applied
-from services.api.summary import parse_group_by, summary_rows
+from services.api.summary import summary_rows
 from services.api.tabular import Tabular, respond
-from services.web.problems import Problem
 
 router = APIRouter(prefix="/v1", tags=["summary"])
 
@@ -69,36 +72,14 @@ def get_summary(
     tabular: Tabular,
     province: ProvinceQuery = None,
     district: DistrictQuery = None,
-    from_: Annotated[date | None, Query(alias="from", description="First day, inclusive")] = None,
-    to: Annotated[date | None, Query(description="Last day, inclusive")] = None,
-    group_by: Annotated[
-        str | None,
-        Query(
-            max_length=100,
-            description="province, district, month, quarter or year; several joined by commas",
-        ),
-    ] = None,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    group_by: GroupByQuery = None,
     after: AfterQuery = None,
 ) -> Any:
     """The coordination figures, one row per group (or one row of totals)."""
-    try:
-        dims = parse_group_by(group_by)
-    except ValueError as exc:
-        raise Problem(
-            422,
-            "Unprocessable Content",
-            str(exc),
-            errors=[
-                {
-                    "loc": ["query", "group_by"],
-                    "field": "group_by",
-                    "message": str(exc),
-                    "type": "group_by",
-                }
-            ],
-        ) from None
-    if from_ and to and from_ > to:
-        raise Problem(422, "Unprocessable Content", "'from' is after 'to'.")
+    dims = group_by_dimensions(group_by)
+    check_range(from_, to)
     wanted = parse_after(after)
     scope = resolve_scope(api, principal, province, district)
     wait_until_applied(
