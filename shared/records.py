@@ -25,10 +25,17 @@ def canonical_json(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def event_body(event: Event) -> dict[str, Any]:
+    """The event as JSON data, as it is stored (without ``received_at``)."""
+    return event.model_dump(mode="json", exclude_none=True)
+
+
 def encode_event(event: Event, received_at: datetime) -> bytes:
-    body = event.model_dump(mode="json", exclude_none=True)
-    body["received_at"] = received_at.astimezone(UTC).isoformat()
-    return canonical_json(body)
+    return encode_body(event_body(event), received_at)
+
+
+def encode_body(body: dict[str, Any], received_at: datetime) -> bytes:
+    return canonical_json({**body, "received_at": received_at.astimezone(UTC).isoformat()})
 
 
 def decode_record(value: bytes | None, partition: int, offset: int) -> StoredEvent:

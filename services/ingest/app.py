@@ -29,7 +29,7 @@ from shared.db.engine import make_engine
 from shared.db.schema import districts
 from shared.events import Event, utc_now
 from shared.logs import configure_logging
-from shared.records import encode_event
+from shared.records import encode_body, event_body
 from shared.settings import IngestSettings, get_ingest_settings
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,8 @@ async def read_body(request: Request, limit: int, accepted_types: set[str]) -> b
 async def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
     """Append the events not yet accepted; answer resends with their original receipt."""
     ids = [str(e.event_id) for e in events]
-    digests = [body_digest(e) for e in events]
+    bodies = [event_body(e) for e in events]  # dumped once: for the digest and the record
+    digests = [body_digest(b) for b in bodies]
     stored = await ingest.receipts.find(ids)
     first_digest: dict[str, str] = {}  # per id: the stored body, else its first in this request
     for event_id, digest in zip(ids, digests, strict=True):
@@ -283,9 +284,10 @@ async def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
             "An event_id was already used for a different event; none was accepted.",
             conflicting_event_ids=conflicts,
         )
-    new = {i: e for i, e in zip(ids, events, strict=True) if i not in stored}  # first copy of each
+    # One per id (repeats in a request have equal bodies: conflicts were refused above).
+    new = {i: (e, b) for i, e, b in zip(ids, events, bodies, strict=True) if i not in stored}
     received_at: datetime = utc_now()
-    records = [(e.district_code, encode_event(e, received_at)) for e in new.values()]
+    records = [(e.district_code, encode_body(b, received_at)) for e, b in new.values()]
     try:
         positions = (await ingest.writer.append(records)) if records else []
     except LogUnavailable as exc:
