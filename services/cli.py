@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shared.runtime import tune_garbage_collector
 from shared.settings import CommonSettings, get_ingest_settings, get_projector_settings
 
 app = typer.Typer(help="District Ledger operator commands.", no_args_is_help=True)
@@ -317,6 +318,7 @@ def verify(
     from shared.settings import get_api_settings
 
     settings = get_api_settings()
+    tune_garbage_collector()  # folds the whole log in memory
     saved = []
     if against is not None:
         try:
@@ -366,6 +368,7 @@ def rebuild(
 
     settings = get_projector_settings()
     engine = _engine(settings)
+    tune_garbage_collector()
     job = Rebuild(
         engine, settings.events_topic, settings.kafka_bootstrap_servers, batch_records=batch
     )

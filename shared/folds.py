@@ -218,7 +218,9 @@ class Changes:
     list_removals: dict[str, set[UUID]] = field(default_factory=dict)
 
     def add_figures(self, key: DayKey, delta: Mapping[str, int], sign: int) -> None:
-        bucket = self.figures.setdefault(key, Counter())
+        bucket = self.figures.get(key)
+        if bucket is None:
+            bucket = self.figures[key] = Counter()
         for name, value in delta.items():
             bucket[name] += sign * value
 

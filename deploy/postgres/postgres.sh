@@ -98,7 +98,12 @@ listen_addresses = '127.0.0.1'
 port = $PGPORT
 unix_socket_directories = '$SOCK'
 max_connections = 200
-shared_buffers = 128MB
+# Sized for the read models of a province on this kind of box (24 GiB): a rebuild writes a
+# million archive rows, and with 128MB of buffers and 1GB of WAL between checkpoints PostgreSQL
+# spent much of it writing pages out and checkpointing in the middle of the load.
+shared_buffers = 1GB
+max_wal_size = 4GB
+checkpoint_timeout = 15min
 EOF
     # Retried: after a kill -9 of the postmaster its old backends hold the shared memory for a
     # second or two, and a new postmaster refuses to start until they are gone.

@@ -18,6 +18,7 @@ from services.web import problems
 from services.web.auth import Authenticator
 from shared.db.engine import make_engine
 from shared.logs import configure_logging
+from shared.runtime import tune_garbage_collector
 from shared.settings import ApiSettings, get_api_settings
 
 
@@ -37,6 +38,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         authenticator = Authenticator(engine, config.token_cache_seconds)
         api = Api(config, engine, positions, authenticator, Registry.load(engine))
         app.state.api = api
+        tune_garbage_collector()
         stop = threading.Event()
         refresher = keep_fresh(api, stop)
         yield

@@ -30,6 +30,7 @@ from shared.db.schema import districts
 from shared.events import Event, utc_now
 from shared.logs import configure_logging
 from shared.records import encode_body, event_body
+from shared.runtime import tune_garbage_collector
 from shared.settings import IngestSettings, get_ingest_settings
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         book = receipts.ReceiptBook(engine)
         authenticator = Authenticator(engine, config.token_cache_seconds)
         app.state.ingest = Ingest(config, engine, writer, book, authenticator, known, limiter)
+        tune_garbage_collector()
         yield
         writer.close()
         book.close()

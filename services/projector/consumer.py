@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -22,7 +22,14 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.projector.store import BatchResult, LogRecord, ReadModelStore
+from services.projector.pipeline import ApplyPipeline, without_partitions
+from services.projector.store import (
+    BatchResult,
+    DecodedRecord,
+    LogRecord,
+    ReadModelStore,
+    decode_records,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +56,17 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):
         self.store = store
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Nothing in flight: rebalances happen inside poll(), and every batch polled before it was
-        # committed to the database. Only the lag gauges of partitions we leave are stale.
+        # A batch of a revoked partition may still be in flight on the writer thread. It commits
+        # or not as usual: the store locks the partition's offsets row and applies only from the
+        # stored offset, so the new owner skips what it applied and never doubles it. Only the
+        # lag gauges of partitions we leave are stale here.
         for tp in revoked:
             with contextlib.suppress(KeyError):
                 LAG.remove(str(tp.partition))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # Read while our own batch may be in flight: seeking to an offset it is about to pass
+        # only makes the next batch re-read records the store then skips.
         stored = self.store.stored_offsets()
         for tp in assigned:
             self.consumer.seek(tp, stored.get(tp.partition, 0))
@@ -108,20 +119,28 @@ class Projector:
             self.consumer.subscribe(
                 [self.topic], listener=SeekToStoredOffsets(self.consumer, self.store)
             )
-            while not self.stopping.is_set():
-                polled = self.consumer.poll(
-                    timeout_ms=self.poll_timeout_ms, max_records=self.max_records
-                )
-                records = [
-                    LogRecord(tp.partition, r.offset, r.value)
-                    for tp, batch in polled.items()
-                    for r in batch
-                ]
-                if records:
-                    result = self.apply(records)
-                    if on_batch:
-                        on_batch(result)
-                self._report_lag()
+            # The batch read and decoded in one round is written during the next round's read.
+            pipeline = ApplyPipeline(self._apply_retrying)
+            try:
+                while not self.stopping.is_set():
+                    polled = self.consumer.poll(
+                        timeout_ms=self.poll_timeout_ms, max_records=self.max_records
+                    )
+                    batch = decode_records(
+                        LogRecord(tp.partition, r.offset, r.value)
+                        for tp, records in polled.items()
+                        for r in records
+                    )
+                    if (done := pipeline.wait()) is not None:
+                        self._finish(done, on_batch)
+                        batch = without_partitions(batch, done.rewind)
+                    if batch:
+                        pipeline.start(batch)
+                    self._report_lag()
+                if (done := pipeline.wait()) is not None:
+                    self._finish(done, on_batch)
+            finally:
+                pipeline.close()
         finally:
             self.close()
 
@@ -135,9 +154,8 @@ class Projector:
             log.warning("waiting for the topic to exist", extra={"fields": {"topic": self.topic}})
             self.stopping.wait(1.0)
 
-    def apply(self, records: list[LogRecord]) -> BatchResult:
-        started = time.perf_counter()
-        result = self._apply_retrying(records)
+    def _finish(self, result: BatchResult, on_batch: Callable[[BatchResult], None] | None) -> None:
+        """After a batch's transaction: seek back where asked, copy dead letters, commit."""
         for partition, offset in result.rewind.items():
             log.warning(
                 "rewinding to the stored offset",
@@ -150,10 +168,10 @@ class Projector:
         )
         APPLIED.inc(result.applied)
         DUPLICATES.inc(result.duplicates)
-        BATCH_SECONDS.observe(time.perf_counter() - started)
-        return result
+        if on_batch:
+            on_batch(result)
 
-    def _apply_retrying(self, records: list[LogRecord]) -> BatchResult:
+    def _apply_retrying(self, batch: Sequence[DecodedRecord]) -> BatchResult:
         """Apply a batch, retrying it on errors a retry resolves (the transaction rolled back).
 
         Any other error is a bug and stops the projector; so does one that outlasts the retries
@@ -161,7 +179,8 @@ class Projector:
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                return self.store.apply(records)
+                with BATCH_SECONDS.time():
+                    return self.store.apply_decoded(batch)
             except RETRYABLE as exc:
                 if attempt == MAX_ATTEMPTS:
                     raise

@@ -11,6 +11,7 @@ from services.projector.store import ReadModelStore
 from shared.db.engine import make_engine
 from shared.db.schema import read_models
 from shared.logs import configure_logging
+from shared.runtime import tune_garbage_collector
 from shared.settings import ProjectorSettings, get_projector_settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def main(settings: ProjectorSettings | None = None) -> None:
     start_http_server(settings.projector_metrics_port, addr=settings.projector_metrics_host)
     projector = build_projector(settings)
     projector.install_signal_handlers()
+    tune_garbage_collector()
     log.info("projector started", extra={"fields": {"topic": settings.events_topic}})
     projector.run()
     log.info("projector stopped")

@@ -38,7 +38,14 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from services.projector.store import LogRecord, ReadModelStore, take_sqlite_write_lock
+from services.projector.pipeline import ApplyPipeline, without_partitions
+from services.projector.store import (
+    BatchResult,
+    LogRecord,
+    ReadModelStore,
+    decode_records,
+    take_sqlite_write_lock,
+)
 from shared.db.schema import ReadModels, read_model_tables, read_models
 
 PREFIX = "rebuild_"
@@ -229,34 +236,56 @@ class Rebuild:
             else:
                 consumer.pause(tp)
         last_progress = time.monotonic()
-        while any(self.positions[p] < t for p, t in targets.items()):
-            polled = consumer.poll(timeout_ms=500, max_records=self.batch_records)
-            records = [
-                LogRecord(tp.partition, r.offset, r.value)
-                for tp, batch in polled.items()
-                for r in batch
-                if r.offset < targets[tp.partition]
-            ]
-            if not records:
-                if time.monotonic() - last_progress > STALL_SECONDS:
+        # Inside the locked transaction (``conn``) the writes stay on this thread.
+        pipeline = ApplyPipeline(
+            lambda batch: self.store.apply_decoded(batch, conn), threaded=conn is None
+        )
+        try:
+            while pipeline.busy or any(self.positions[p] < t for p, t in targets.items()):
+                # Short polls while a batch is written: the last one must not wait out 500 ms.
+                polled = consumer.poll(
+                    timeout_ms=50 if pipeline.busy else 500, max_records=self.batch_records
+                )
+                batch = decode_records(
+                    LogRecord(tp.partition, r.offset, r.value)
+                    for tp, records in polled.items()
+                    for r in records
+                    if r.offset < targets[tp.partition]
+                )
+                if (done := pipeline.wait()) is not None:
+                    self._count(done, targets, start, consumer, on_progress, total)
+                    batch = without_partitions(batch, done.rewind)
+                if batch:
+                    last_progress = time.monotonic()
+                    pipeline.start(batch)
+                elif time.monotonic() - last_progress > STALL_SECONDS:
                     raise RebuildError(f"the log stopped short of {targets} at {self.positions}")
-                continue
-            last_progress = time.monotonic()
-            result = self.store.apply(records, conn)
-            rewound = sum(1 for r in records if r.partition in result.rewind)
-            self.report.records += len(records) - result.skipped_already_applied - rewound
-            self.report.applied += result.applied
-            self.report.duplicates += result.duplicates
-            self.report.dead_letters += len(result.dead_letters)
-            self.positions.update(result.next_offsets)
-            for p, offset in result.rewind.items():
-                consumer.seek(TopicPartition(self.topic, p), offset)
-            for p, target in targets.items():
-                if self.positions[p] >= target:
-                    consumer.pause(TopicPartition(self.topic, p))
-            if on_progress:
-                done = sum(self.positions[p] - start[p] for p in targets)
-                on_progress(done, total)
+        finally:
+            pipeline.close()
+
+    def _count(
+        self,
+        result: BatchResult,
+        targets: dict[int, int],
+        start: dict[int, int],
+        consumer: KafkaConsumer,
+        on_progress: ProgressCallback | None,
+        total: int,
+    ) -> None:
+        """Account for an applied batch: positions, report, seeks back, paused partitions."""
+        self.report.records += result.fresh
+        self.report.applied += result.applied
+        self.report.duplicates += result.duplicates
+        self.report.dead_letters += len(result.dead_letters)
+        self.positions.update(result.next_offsets)
+        for p, offset in result.rewind.items():
+            consumer.seek(TopicPartition(self.topic, p), offset)
+        for p, target in targets.items():
+            if self.positions[p] >= target:
+                consumer.pause(TopicPartition(self.topic, p))
+        if on_progress:
+            done = sum(self.positions[p] - start[p] for p in targets)
+            on_progress(done, total)
 
     # --- checking and swapping ---------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from shared.db.upserts import (
     insert_or_add,
     insert_or_replace,
     insert_rows,
+    one_of,
 )
 from shared.folds import STORED_FIGURES, Changes, KnownEvent, StoredEvent, fold
 from shared.ledger import archive_row, list_row
@@ -43,8 +44,38 @@ class LogRecord:
     value: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class DecodedRecord:
+    """A record with its event, or with the reason it is poison."""
+
+    record: LogRecord
+    event: StoredEvent | None
+    problem: str | None = None
+
+
+def decode_records(records: Iterable[LogRecord]) -> list[DecodedRecord]:
+    """Decode and validate records: Python work only, no database.
+
+    Kept out of the batch's transaction, so a pipeline can decode the next batch while the
+    database writes this one (see ``ApplyPipeline``).
+    """
+    decoded = []
+    for record in records:
+        try:
+            item = decode_record(record.value, record.partition, record.offset)
+            if registry.province_of(item.event.district_code) is None:
+                raise UndecodableRecord(f"unknown district {item.event.district_code}")
+        except UndecodableRecord as exc:
+            decoded.append(DecodedRecord(record, None, str(exc)))
+            continue
+        decoded.append(DecodedRecord(record, item))
+    return decoded
+
+
 @dataclass
 class BatchResult:
+    # records past the stored offsets: each ends applied, a duplicate or a dead letter
+    fresh: int = 0
     applied: int = 0
     duplicates: int = 0
     dead_letters: list[tuple[LogRecord, str]] = field(default_factory=list)
@@ -90,10 +121,16 @@ class ReadModelStore:
         With ``conn`` the work joins the caller's transaction (a rebuild catching up under its
         lock); otherwise it is one transaction of its own.
         """
+        return self.apply_decoded(decode_records(records), conn)
+
+    def apply_decoded(
+        self, batch: Sequence[DecodedRecord], conn: sa.Connection | None = None
+    ) -> BatchResult:
+        """``apply``, for records already through ``decode_records``."""
         if conn is not None:
-            return self._apply(conn, records)
+            return self._apply(conn, batch)
         with self.transaction() as own:
-            return self._apply(own, records)
+            return self._apply(own, batch)
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
@@ -108,29 +145,32 @@ class ReadModelStore:
             take_sqlite_write_lock(conn)
             yield conn
 
-    def _apply(self, conn: sa.Connection, records: Sequence[LogRecord]) -> BatchResult:
+    def _apply(self, conn: sa.Connection, batch: Sequence[DecodedRecord]) -> BatchResult:
         result = BatchResult()
-        by_partition: dict[int, list[LogRecord]] = {}
-        for record in records:
-            by_partition.setdefault(record.partition, []).append(record)
+        by_partition: dict[int, list[DecodedRecord]] = {}
+        for item in batch:
+            by_partition.setdefault(item.record.partition, []).append(item)
         heads = self._lock_heads(conn, by_partition)
-        fresh: list[LogRecord] = []
+        fresh: list[DecodedRecord] = []
         for partition, items in by_partition.items():
             next_offset, _ = heads[partition]
-            items = [r for r in items if r.offset >= next_offset]
+            items = [d for d in items if d.record.offset >= next_offset]
             result.skipped_already_applied += len(by_partition[partition]) - len(items)
-            if items and items[0].offset != next_offset:
+            if items and items[0].record.offset != next_offset:
                 result.rewind[partition] = next_offset  # a gap: never apply past it
                 continue
             fresh.extend(items)
         if not fresh:
             return result
-        stored, hashes = self._decode_and_chain(fresh, heads, result)
+        result.fresh = len(fresh)
+        hashes = self._chain(fresh, heads)
+        stored = [d.event for d in fresh if d.event is not None]
+        result.dead_letters += [(d.record, d.problem or "") for d in fresh if d.event is None]
         known = self._known(conn, stored)
         changes = self._fold(stored, known, result)
         self._write(conn, changes, hashes)
         self._park(conn, result.dead_letters)
-        self._advance(conn, heads, fresh, hashes)
+        self._advance(conn, heads, [d.record for d in fresh], hashes)
         result.applied = len(changes.archived)
         result.duplicates = len(changes.duplicates)
         result.next_offsets = {p: heads[p][0] for p in heads}
@@ -170,24 +210,18 @@ class ReadModelStore:
         found = {row.partition: (row.next_offset, row.chain_hash) for row in conn.execute(query)}
         return {p: found.get(p, (0, genesis_hash(p))) for p in wanted}
 
-    def _decode_and_chain(
-        self, records: Sequence[LogRecord], heads: dict[int, tuple[int, str]], result: BatchResult
-    ) -> tuple[list[StoredEvent], dict[tuple[int, int], str]]:
-        stored: list[StoredEvent] = []
+    @staticmethod
+    def _chain(
+        batch: Sequence[DecodedRecord], heads: dict[int, tuple[int, str]]
+    ) -> dict[tuple[int, int], str]:
+        """The chain hash at every record, continuing from each partition's stored head."""
         hashes: dict[tuple[int, int], str] = {}
         last_hash = {p: head_hash for p, (_, head_hash) in heads.items()}
-        for record in records:
+        for item in batch:
+            record = item.record
             last_hash[record.partition] = chain_hash(last_hash[record.partition], record.value)
             hashes[(record.partition, record.offset)] = last_hash[record.partition]
-            try:
-                item = decode_record(record.value, record.partition, record.offset)
-                if registry.province_of(item.event.district_code) is None:
-                    raise UndecodableRecord(f"unknown district {item.event.district_code}")
-            except UndecodableRecord as exc:
-                result.dead_letters.append((record, str(exc)))
-                continue
-            stored.append(item)
-        return stored, hashes
+        return hashes
 
     def _known(self, conn: sa.Connection, stored: Sequence[StoredEvent]) -> dict[UUID, KnownEvent]:
         ids = {str(s.event_id) for s in stored}
@@ -198,14 +232,9 @@ class ReadModelStore:
         }
         archive = self.tables.archive
         known: dict[UUID, KnownEvent] = {}
-        id_list = sorted(ids)
-        for start in range(0, len(id_list), 1000):
-            rows = conn.execute(
-                sa.select(
-                    archive.c.body, archive.c.partition, archive.c.offset, archive.c.retracted_by
-                ).where(archive.c.event_id.in_(id_list[start : start + 1000]))
-            )
-            for row in rows:
+        columns = (archive.c.body, archive.c.partition, archive.c.offset, archive.c.retracted_by)
+        for condition in one_of(conn, archive.c.event_id, sorted(ids)):
+            for row in conn.execute(sa.select(*columns).where(condition)):
                 event = decode_record(row.body.encode(), row.partition, row.offset).event
                 known[event.event_id] = KnownEvent(event, retracted=row.retracted_by is not None)
         return known
@@ -288,7 +317,8 @@ class ReadModelStore:
             )
         for model, removed in changes.list_removals.items():
             table = t.list_table(model)
-            conn.execute(table.delete().where(table.c.event_id.in_([str(i) for i in removed])))
+            for condition in one_of(conn, table.c.event_id, sorted(str(i) for i in removed)):
+                conn.execute(table.delete().where(condition))
 
     def _park(self, conn: sa.Connection, dead: Sequence[tuple[LogRecord, str]]) -> None:
         now = datetime.now(UTC)

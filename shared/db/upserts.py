@@ -11,7 +11,7 @@ SQLite's executemany runs in process and stays as it is.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +19,27 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 Rows = Sequence[dict[str, Any]]
 STAGE_FROM_ROWS = 100  # below this, plain executemany is as fast
+SQLITE_IN_CHUNK = 900  # under SQLite's default limit of bound parameters per statement
+
+
+def one_of(
+    conn: sa.Connection, column: sa.ColumnElement[Any], values: Sequence[Any]
+) -> Iterator[sa.ColumnElement[bool]]:
+    """Conditions "column is one of values", as few as the database allows.
+
+    PostgreSQL takes the whole list as one array parameter (``= ANY(:values)``); an IN list of
+    thousands of literals cost the projector more to render and parse than to run. SQLite gets
+    IN lists in chunks under its bound-parameter limit.
+    """
+    if not values:
+        return
+    if conn.dialect.name == "postgresql":
+        yield column == sa.any_(
+            sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
+        )
+        return
+    for start in range(0, len(values), SQLITE_IN_CHUNK):
+        yield column.in_(values[start : start + SQLITE_IN_CHUNK])
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
@@ -33,29 +54,40 @@ def _write(conn: sa.Connection, table: sa.Table, rows: Rows, finish: Callable[[A
         conn.execute(finish(_insert(conn, table)), list(rows))
         return
     names = list(rows[0])
-    stage = _stage(conn, table, names, rows)
-    conn.execute(finish(postgresql.insert(table).from_select(names, sa.select(*stage.c))))
-    conn.exec_driver_sql(f'TRUNCATE "{stage.name}"')
-
-
-def _stage(conn: sa.Connection, table: sa.Table, names: list[str], rows: Rows) -> sa.TableClause:
-    """COPY the rows into a session-local table shaped like ``table``."""
-    name = f"stage_{table.name}"
+    stage = f"stage_{table.name}"
     conn.exec_driver_sql(
-        f'CREATE TEMP TABLE IF NOT EXISTS "{name}" (LIKE "{table.name}" INCLUDING DEFAULTS)'
+        f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}" INCLUDING DEFAULTS)'
     )
+    _copy(conn, stage, table, names, rows)
+    staged = sa.table(stage, *[sa.column(n) for n in names])
+    conn.execute(finish(postgresql.insert(table).from_select(names, sa.select(*staged.c))))
+    conn.exec_driver_sql(f'TRUNCATE "{stage}"')
+
+
+def _copy(conn: sa.Connection, into: str, table: sa.Table, names: list[str], rows: Rows) -> None:
+    """COPY rows shaped like ``table`` into the table named ``into``."""
     as_json = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
     columns = ", ".join(f'"{n}"' for n in names)
     driver = conn.connection.driver_connection
     assert driver is not None, "a checked-out connection has its driver connection"
-    with driver.cursor() as cursor, cursor.copy(f'COPY "{name}" ({columns}) FROM STDIN') as copy:
-        for row in rows:
-            copy.write_row([json.dumps(row[n]) if n in as_json else row[n] for n in names])
-    return sa.table(name, *[sa.column(n) for n in names])
+    statement = f'COPY "{into}" ({columns}) FROM STDIN'
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([json.dumps(row[n]) if n in as_json else row[n] for n in names])
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # Raised past SQLAlchemy: wrap it as SQLAlchemy would (a duplicate key becomes an
+        # IntegrityError, which the projector retries), so callers see one family of errors.
+        raise sa.exc.DBAPIError.instance(
+            statement, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from exc
 
 
 def insert_rows(conn: sa.Connection, table: sa.Table, rows: Rows) -> None:
-    """A plain insert: a conflict is an error."""
+    """A plain insert: a conflict is an error. Many rows on PostgreSQL are COPYed straight in."""
+    if conn.dialect.name == "postgresql" and len(rows) >= STAGE_FROM_ROWS:
+        _copy(conn, table.name, table, list(rows[0]), rows)
+        return
     _write(conn, table, rows, lambda statement: statement)
 
 
