@@ -61,7 +61,7 @@ def test_one_of_finds_every_listed_row_even_past_sqlites_parameter_limit(
     rows = archive_rows(2_000)
     with engine.begin() as conn:
         insert_rows(conn, ARCHIVE, rows)
-    wanted = sorted(str(r["event_id"]) for r in rows[::2]) + [str(uuid.uuid4())]
+    wanted = [*sorted(str(r["event_id"]) for r in rows[::2]), str(uuid.uuid4())]
     with engine.connect() as conn:
         found = {
             event_id
