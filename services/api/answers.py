@@ -20,14 +20,21 @@ class AnswerMemory:
         self._answers: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_compute(
-        self, question: Hashable, position: Mapping[str, int], compute: Callable[[], Any]
-    ) -> Any:
+    def recall(self, question: Hashable, position: Mapping[str, int]) -> Any:
+        """The answer remembered for this question at this position, or None."""
         key = (question, tuple(sorted(position.items())))
         with self._lock:
             if key in self._answers:
                 self._answers.move_to_end(key)
                 return self._answers[key]
+        return None
+
+    def get_or_compute(
+        self, question: Hashable, position: Mapping[str, int], compute: Callable[[], Any]
+    ) -> Any:
+        if (remembered := self.recall(question, position)) is not None:
+            return remembered
+        key = (question, tuple(sorted(position.items())))
         answer = compute()  # outside the lock: concurrent misses may compute twice, harmlessly
         with self._lock:
             self._answers[key] = answer

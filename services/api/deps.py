@@ -306,6 +306,18 @@ def freshness(api: Api, *, recent: bool = True) -> Freshness:
     """
     if recent and (remembered := api.recent_freshness.get_or_claim()) is not None:
         return remembered
+    return _read_and_remember(api)
+
+
+async def freshness_on_loop(api: Api, *, recent: bool = True) -> Freshness:
+    """``freshness`` for an ``async def`` route: the remembered reading without leaving the
+    event loop; a reading of its own (it may wait on Kafka) on a worker thread."""
+    if recent and (remembered := api.recent_freshness.get_or_claim()) is not None:
+        return remembered
+    return await run_in_threadpool(_read_and_remember, api)
+
+
+def _read_and_remember(api: Api) -> Freshness:
     found: Freshness | None = None
     started = time.monotonic()
     try:
