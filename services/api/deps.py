@@ -50,6 +50,7 @@ class LogPositions:
                 request_timeout_ms=3000,
                 bootstrap_timeout_ms=3000,
                 max_partition_fetch_bytes=64 * 1024,
+                reconnect_backoff_max_ms=1000,  # fresh again within 1 s of a broker's return
             )
         return self._consumer
 

@@ -93,6 +93,8 @@ class Projector:
         self.poll_timeout_ms = poll_timeout_ms
         self.dead_letter_topic = dead_letter_topic
         self.stopping = threading.Event()
+        # partition -> next offset to apply, as of the last batch this process wrote
+        self.applied_up_to: dict[int, int] = {}
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
@@ -106,11 +108,15 @@ class Projector:
             heartbeat_interval_ms=session_timeout_ms // 3,
             # Also how soon a member handed no partitions (see _wait_for_topic) asks again.
             metadata_max_age_ms=30_000,
+            # kafka-python backs off reconnecting up to 30 s by default: after a broker restart
+            # the projector then sat idle that long (Java's client caps it at 1 s).
+            reconnect_backoff_max_ms=1000,
         )
         self.dead_letter_producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers,
             acks="all",
             client_id="district-ledger-projector-dlq",
+            reconnect_backoff_max_ms=1000,
         )
 
     def run(self, on_batch: Callable[[BatchResult], None] | None = None) -> None:
@@ -166,6 +172,7 @@ class Projector:
         self._commit(
             {p: offset for p, offset in result.next_offsets.items() if p not in result.rewind}
         )
+        self.applied_up_to.update(result.next_offsets)
         APPLIED.inc(result.applied)
         DUPLICATES.inc(result.duplicates)
         if on_batch:
@@ -245,10 +252,13 @@ class Projector:
                 )
 
     def _report_lag(self) -> None:
+        # From what is known locally: consumer.position() may ask the broker (offset validation
+        # after a leader change), and raised out of the loop while the broker was restarting.
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
-            if highwater is not None:
-                LAG.labels(str(tp.partition)).set(max(0, highwater - self.consumer.position(tp)))
+            applied = self.applied_up_to.get(tp.partition)
+            if highwater is not None and applied is not None:
+                LAG.labels(str(tp.partition)).set(max(0, highwater - applied))
 
     def stop(self, *_: object) -> None:
         self.stopping.set()
