@@ -22,7 +22,7 @@ class AnswerMemory:
 
     def recall(self, question: Hashable, position: Mapping[str, int]) -> Any:
         """The answer remembered for this question at this position, or None."""
-        key = (question, tuple(sorted(position.items())))
+        key = _key(question, position)
         with self._lock:
             if key in self._answers:
                 self._answers.move_to_end(key)
@@ -34,10 +34,14 @@ class AnswerMemory:
     ) -> Any:
         if (remembered := self.recall(question, position)) is not None:
             return remembered
-        key = (question, tuple(sorted(position.items())))
+        key = _key(question, position)
         answer = compute()  # outside the lock: concurrent misses may compute twice, harmlessly
         with self._lock:
             self._answers[key] = answer
             while len(self._answers) > self.capacity:
                 self._answers.popitem(last=False)
         return answer
+
+
+def _key(question: Hashable, position: Mapping[str, int]) -> Hashable:
+    return (question, tuple(sorted(position.items())))

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from services.api.audit_log import TIMESTAMP_SLACK, KafkaLog, Slice
 from shared.db.schema import ReadModels
+from shared.db.upserts import one_of
 from shared.folds import StoredEvent
 from shared.ledger import Record, chained, read_record
 from shared.records import UndecodableRecord, genesis_hash
@@ -180,13 +181,13 @@ def _archived_positions(
     if not event_ids:
         return {}
     archive = tables.archive
+    columns = (archive.c.event_id, archive.c.partition, archive.c.offset)
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(archive.c.event_id, archive.c.partition, archive.c.offset).where(
-                archive.c.event_id.in_(sorted({str(i) for i in event_ids}))
-            )
-        )
-        return {row.event_id: (row.partition, row.offset) for row in rows}
+        return {
+            row.event_id: (row.partition, row.offset)
+            for condition in one_of(conn, archive.c.event_id, sorted({str(i) for i in event_ids}))
+            for row in conn.execute(sa.select(*columns).where(condition))
+        }
 
 
 def _matches(stored: StoredEvent, wanted: ReplayFilter) -> bool:

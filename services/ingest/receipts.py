@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
 from shared.db.schema import ingest_receipts
-from shared.db.upserts import insert_ignoring_conflicts
+from shared.db.upserts import insert_ignoring_conflicts, one_of
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,8 @@ class ReceiptBook:
         table = ingest_receipts
         found: dict[str, Receipt] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(event_ids), 500):  # under every driver's parameter limit
-                chunk = event_ids[start : start + 500]
-                for row in conn.execute(sa.select(table).where(table.c.event_id.in_(chunk))):
+            for condition in one_of(conn, table.c.event_id, event_ids):
+                for row in conn.execute(sa.select(table).where(condition)):
                     found[row.event_id] = Receipt(
                         row.event_id, row.body_sha256, row.partition, row.offset, row.received_at
                     )
