@@ -1,16 +1,21 @@
 -- wrk script: POST one ConferenceHeld per request, each with a fresh event_id, so every
--- request is a new event (a resend would only measure the duplicate path).
+-- request is a new event (a resend would only measure the duplicate path). LuaJIT's
+-- math.random is not seeded, so ids are made unique by LEDGER_RUN (6 hex digits, new for
+-- each wrk run) and the thread's number.
 local token = os.getenv("LEDGER_TOKEN")
 local district = os.getenv("LEDGER_DISTRICT") or "436"
+local run = os.getenv("LEDGER_RUN")
 local counter = 0
+local threads = 0
 local prefix
 
 function setup(thread)
-  thread:set("thread_prefix", string.format("%08x", math.random(0, 0x7fffffff)))
+  threads = threads + 1
+  thread:set("thread_prefix", string.format("%s%02x", run, threads))
 end
 
 function init(args)
-  prefix = thread_prefix or string.format("%08x", math.random(0, 0x7fffffff))
+  prefix = thread_prefix
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer " .. token

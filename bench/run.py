@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -159,7 +160,8 @@ def wrk(
     command = ["wrk", "-t2", "-c32", f"-d{seconds}s", url]
     if script:
         command[1:1] = ["-s", script]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    run_env = {**env, "LEDGER_RUN": secrets.token_hex(3)}  # the script's event ids: new each run
+    out = subprocess.run(command, env=run_env, capture_output=True, text=True, check=True)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out.stdout).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out.stdout)
     return rate, int(errors.group(1)) if errors else 0

@@ -69,7 +69,7 @@ class Ingest:
     limiter: RateLimiter
 
 
-def get_ingest(request: Request) -> Ingest:
+async def get_ingest(request: Request) -> Ingest:  # async: FastAPI runs a sync one in a thread
     ingest: Ingest = request.app.state.ingest
     return ingest
 
