@@ -9,8 +9,18 @@ export PGPORT="${BENCH_PGPORT:-55435}" PG_STATE_DIR="$PWD/var/bench-postgres"
 # shellcheck source=deploy/stack.sh
 source deploy/stack.sh
 
-# Load generators in C and Go, so the client is not what a figure measures.
-command -v wrk >/dev/null && command -v hey >/dev/null ||
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey >/dev/null; }
+# Load generators in C and Go, so the client is not what a figure measures: wrk (closed loop,
+# for rates) from Debian; vegeta (a constant arrival rate, for latencies at a steady load) built
+# from its Go module. hey was used before: its workers tick together, so "1,000/s" arrived as
+# bursts of 50 every 50 ms and the p50 of a trivial route read 8 ms (vegeta: 0.5 ms).
+command -v wrk >/dev/null ||
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+VEGETA_VERSION=v12.13.0
+export VEGETA="$PWD/var/tools/vegeta-$VEGETA_VERSION"
+if [ ! -x "$VEGETA" ]; then
+  GO="$(command -v go || echo /usr/local/go/bin/go)"
+  GOBIN="$PWD/var/tools/gobin" "$GO" install "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
+  mv "$PWD/var/tools/gobin/vegeta" "$VEGETA"
+fi
 start_stack
 .venv/bin/python -m bench.run "$@"

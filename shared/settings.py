@@ -59,6 +59,9 @@ class ApiSettings(CommonSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8002
     read_your_writes_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # A summary may be answered from the previous projection position for this long while the
+    # new one is computed (its freshness says so); 0 makes every request wait for the newest.
+    summary_stale_seconds: float = Field(default=1.0, ge=0, le=60)
 
 
 @cache

@@ -147,9 +147,7 @@ class FreshnessMemory:
             if age >= self.ttl and not self._reading:
                 self._reading = True
                 return None
-        if value.lag_ms:  # still behind: it has waited longer since the reading
-            return value.model_copy(update={"lag_ms": value.lag_ms + int(age * 1000)})
-        return value
+        return value.aged(age)
 
     def put(self, value: Freshness | None, started: float) -> None:
         """Store a reading begun at ``started`` (monotonic): its age counts from then, when it
@@ -297,6 +295,12 @@ class Freshness(BaseModel):
 
     def headers(self) -> dict[str, str]:
         return {} if self.lag_ms is None else {"X-Projection-Lag-Ms": str(self.lag_ms)}
+
+    def aged(self, seconds: float) -> Freshness:
+        """This reading, ``seconds`` after it was taken: if it was behind, it has waited longer."""
+        if self.lag_ms:
+            return self.model_copy(update={"lag_ms": self.lag_ms + int(seconds * 1000)})
+        return self
 
 
 def freshness(api: Api, *, recent: bool = True) -> Freshness:

@@ -96,7 +96,7 @@ async def get_summary(
         )
     fresh = await freshness_on_loop(api, recent=not wanted)
 
-    def compute() -> tuple[list[SummaryRow], bytes]:
+    def compute() -> tuple[list[SummaryRow], bytes, Freshness]:
         with api.engine.connect() as conn:
             found = summary_rows(
                 conn,
@@ -110,19 +110,22 @@ async def get_summary(
         rows = [SummaryRow(**r) for r in found]
         # Encoded once per projection position: a year by district and month is ~200 rows,
         # and encoding them on every request was most of a remembered answer's cost.
-        return rows, ROWS_JSON.dump_json(rows, exclude_unset=True)
+        return rows, ROWS_JSON.dump_json(rows, exclude_unset=True), fresh
 
     question = ("summary", scope.province, scope.district, from_, to, tuple(dims))
-    answer = api.answers.recall(question, fresh.applied_offsets)
-    if answer is None:
-        answer = await run_in_threadpool(
-            api.answers.get_or_compute, question, fresh.applied_offsets, compute
-        )
-    rows, rows_json = answer
+    # A caller waiting for its receipts needs the answer at its position; others may get the
+    # previous one while it is computed, with the freshness that one was computed at.
+    (rows, rows_json, computed_at), age = await api.answers.answer(
+        question,
+        fresh.applied_offsets,
+        compute,
+        stale_for=0 if wanted else api.settings.summary_stale_seconds,
+    )
+    shown = computed_at.aged(age) if age else fresh
     if tabular:
-        return respond(tabular, Summary(rows=rows, freshness=fresh), "summary", fresh.headers())
+        return respond(tabular, Summary(rows=rows, freshness=shown), "summary", shown.headers())
     return Response(
-        b'{"rows":' + rows_json + b',"freshness":' + fresh.model_dump_json().encode() + b"}",
+        b'{"rows":' + rows_json + b',"freshness":' + shown.model_dump_json().encode() + b"}",
         media_type="application/json",
-        headers=fresh.headers(),
+        headers=shown.headers(),
     )
