@@ -234,7 +234,11 @@ def post_batches(args: tuple[str, str, list[bytes], Any]) -> tuple[int, float, f
     url, token, bodies, start_line = args
     sent = 0
     with httpx.Client(
-        timeout=60, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        timeout=60,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        # A connection per batch: a kept-alive one stays with the worker that accepted it, and
+        # four clients could all land on one of the two workers (the figures varied 20-30k).
+        limits=httpx.Limits(max_keepalive_connections=0),
     ) as client:
         start_line.wait(timeout=300)  # every client is imported and connected: the clock starts now
         started = time.time()

@@ -59,8 +59,11 @@ class ApiSettings(CommonSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8002
     read_your_writes_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    # A summary may be answered from the previous projection position for this long while the
-    # new one is computed (its freshness says so); 0 makes every request wait for the newest.
+    # While ingest moves the projection position, a summary is recomputed at most every
+    # summary_refresh_seconds; meanwhile the previous answer is served (with the freshness it
+    # was computed at) if it is younger than summary_stale_seconds, else requests wait for a
+    # new one. summary_stale_seconds=0: every request waits for the newest position.
+    summary_refresh_seconds: float = Field(default=0.25, ge=0, le=60)
     summary_stale_seconds: float = Field(default=1.0, ge=0, le=60)
 
 

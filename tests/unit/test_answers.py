@@ -111,3 +111,15 @@ def test_without_stale_for_or_past_it_a_request_waits_for_its_position() -> None
         assert too_old == ("newest", 0.0)
 
     asyncio.run(asks())
+
+
+def test_a_young_enough_answer_is_served_without_starting_a_computation() -> None:
+    memory, new = AnswerMemory(), Counting("new rows")
+
+    async def asks() -> tuple[object, float]:
+        await memory.answer(("summary",), {"0": 5}, Counting("old rows"))
+        return await memory.answer(("summary",), {"0": 9}, new, stale_for=10, refresh_every=5)
+
+    answer, age = asyncio.run(asks())
+    assert answer == "old rows" and 0 < age < 5
+    assert new.calls == 0

@@ -120,6 +120,7 @@ async def get_summary(
         fresh.applied_offsets,
         compute,
         stale_for=0 if wanted else api.settings.summary_stale_seconds,
+        refresh_every=api.settings.summary_refresh_seconds,
     )
     shown = computed_at.aged(age) if age else fresh
     if tabular:
