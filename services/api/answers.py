@@ -72,8 +72,7 @@ class AnswerMemory:
         if stale_for > 0:
             with self._lock:
                 newest = self._newest.get(question)
-            age = None if newest is None else time.monotonic() - newest[0]
-            if newest is not None and age is not None and age < stale_for:
+            if newest is not None and (age := time.monotonic() - newest[0]) < stale_for:
                 if age >= refresh_every and question not in self._refreshing:
                     self._refreshing.add(question)
                     refresh = self._computation(key, question, compute)

@@ -101,8 +101,9 @@ class EventLogWriter:
         """Append (key, value) records; return their positions once all are acknowledged.
 
         The request waits on the broker's acks without holding a thread: the producer's I/O
-        thread resolves one asyncio future when the last record is acknowledged. ``send`` goes to the thread pool for big batches and
-        whenever topic metadata is unknown, because it then blocks (a broker outage).
+        thread resolves one asyncio future when the last record is acknowledged. ``send`` goes
+        to the thread pool for big batches and whenever topic metadata is unknown, because it
+        then blocks (a broker outage).
         """
         if not records:
             return []

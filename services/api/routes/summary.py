@@ -115,14 +115,14 @@ async def get_summary(
     question = ("summary", scope.province, scope.district, from_, to, tuple(dims))
     # A caller waiting for its receipts needs the answer at its position; others may get the
     # previous one while it is computed, with the freshness that one was computed at.
-    (rows, rows_json, computed_at), age = await api.answers.answer(
+    (rows, rows_json, freshness_then), age = await api.answers.answer(
         question,
         fresh.applied_offsets,
         compute,
         stale_for=0 if wanted else api.settings.summary_stale_seconds,
         refresh_every=api.settings.summary_refresh_seconds,
     )
-    shown = computed_at.aged(age) if age else fresh
+    shown = freshness_then.aged(age) if age else fresh
     if tabular:
         return respond(tabular, Summary(rows=rows, freshness=shown), "summary", shown.headers())
     return Response(
