@@ -561,7 +561,10 @@ def main(argv: list[str] | None = None) -> None:
             args=(f"http://127.0.0.1:{ingest_port}", tokens[:2], pace, seconds * 3, posting),
         )
         loader.start()
-        posting.wait(timeout=600)
+        if not posting.wait(timeout=600):
+            raise RuntimeError(
+                f"the paced loader did not start posting (exit code {loader.exitcode})"
+            )
         time.sleep(2)  # let the pace settle
         given_before, clock = receipts_given(engine), time.perf_counter()
         busy, busy_rate = steady_latencies(query_url, headers, rate, seconds)
