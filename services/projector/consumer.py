@@ -48,6 +48,8 @@ RETRIES = Counter(
 # rebuild's swap), a deadlock, or another projector archiving the same event id first.
 RETRYABLE = (sa.exc.OperationalError, sa.exc.IntegrityError)
 MAX_ATTEMPTS = 12
+COMMIT_TIMEOUT_MS = 5000
+PROGRESS_LOG_SECONDS = 10.0
 
 
 class SeekToStoredOffsets(ConsumerRebalanceListener):
@@ -95,6 +97,7 @@ class Projector:
         self.stopping = threading.Event()
         # partition -> next offset to apply, as of the last batch this process wrote
         self.applied_up_to: dict[int, int] = {}
+        self._progress_logged = time.monotonic()
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
@@ -205,7 +208,8 @@ class Projector:
 
         The database is the truth, so a failed commit loses nothing: after a rebalance the group
         refuses commits from the old generation (CommitFailedError), and the partition's new owner
-        seeks to the database's offsets anyway.
+        seeks to the database's offsets anyway. Bounded at 5 s: kafka-python's default (its
+        request timeout, 30 s) let an unanswered commit hold the loop, and every batch, that long.
         """
         if not offsets:
             return
@@ -214,7 +218,8 @@ class Projector:
                 {
                     TopicPartition(self.topic, p): OffsetAndMetadata(offset, "", -1)
                     for p, offset in offsets.items()
-                }
+                },
+                timeout_ms=COMMIT_TIMEOUT_MS,
             )
         except KafkaError as exc:
             log.warning("could not commit offsets to Kafka", extra={"fields": {"error": str(exc)}})
@@ -254,11 +259,24 @@ class Projector:
     def _report_lag(self) -> None:
         # From what is known locally: consumer.position() may ask the broker (offset validation
         # after a leader change), and raised out of the loop while the broker was restarting.
+        highwaters: dict[int, int | None] = {}
         for tp in self.consumer.assignment():
-            highwater = self.consumer.highwater(tp)
+            highwater = highwaters[tp.partition] = self.consumer.highwater(tp)
             applied = self.applied_up_to.get(tp.partition)
             if highwater is not None and applied is not None:
                 LAG.labels(str(tp.partition)).set(max(0, highwater - applied))
+        # A line now and then, so a log shows whether the loop is alive and moving.
+        if time.monotonic() - self._progress_logged >= PROGRESS_LOG_SECONDS:
+            self._progress_logged = time.monotonic()
+            log.info(
+                "progress",
+                extra={
+                    "fields": {
+                        "applied_up_to": dict(sorted(self.applied_up_to.items())),
+                        "highwater": dict(sorted(highwaters.items())),
+                    }
+                },
+            )
 
     def stop(self, *_: object) -> None:
         self.stopping.set()

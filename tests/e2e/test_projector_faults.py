@@ -453,8 +453,27 @@ def wait_until_applied(stack: Stack, topic: str, timeout: float = 120) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(
-        f"the projector did not reach {ends}: {applied(stack.database_url, topic)}"
+        f"the projector did not reach {ends}: {applied(stack.database_url, topic)};"
+        f" database sessions: {sessions(stack.database_url)}"
     )
+
+
+def sessions(database_url: str) -> list[dict[str, object]]:
+    """What every session on the database is doing: to tell a stuck projector from an idle one."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT pid, application_name, state, wait_event_type, wait_event,"
+                    " now() - xact_start AS in_transaction, left(query, 120) AS query"
+                    " FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            return [dict(row._mapping) for row in rows]
+    finally:
+        engine.dispose()
 
 
 def wait_for_progress(stack: Stack, topic: str, timeout: float = 60) -> None:
