@@ -101,18 +101,23 @@ class Stack:
             timeout=timeout,
         )
 
+    def post_batch(self, token: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Post events as one batch with ``token``; the receipts ingest answered."""
+        response = httpx.post(
+            f"{self.ingest_url}/v1/events/batch",
+            json=events,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert response.status_code == 202, response.text
+        receipts: list[dict[str, Any]] = response.json()["receipts"]
+        return receipts
+
     def post_reports(self, reports: dict[str, list[dict[str, Any]]]) -> str:
         """Each district posts its reports as one batch; the receipts as an ``after`` value."""
         last: dict[int, int] = {}
         for district, events in reports.items():
-            response = httpx.post(
-                f"{self.ingest_url}/v1/events/batch",
-                json=events,
-                headers={"Authorization": f"Bearer {self.token('district', district)}"},
-                timeout=30,
-            )
-            assert response.status_code == 202, response.text
-            for receipt in response.json()["receipts"]:
+            for receipt in self.post_batch(self.token("district", district), events):
                 partition = receipt["partition"]
                 last[partition] = max(last.get(partition, -1), receipt["offset"])
         return ",".join(f"{p}:{o}" for p, o in sorted(last.items()))

@@ -265,18 +265,22 @@ class Projector:
             applied = self.applied_up_to.get(tp.partition)
             if highwater is not None and applied is not None:
                 LAG.labels(str(tp.partition)).set(max(0, highwater - applied))
-        # A line now and then, so a log shows whether the loop is alive and moving.
-        if time.monotonic() - self._progress_logged >= PROGRESS_LOG_SECONDS:
-            self._progress_logged = time.monotonic()
-            log.info(
-                "progress",
-                extra={
-                    "fields": {
-                        "applied_up_to": dict(sorted(self.applied_up_to.items())),
-                        "highwater": dict(sorted(highwaters.items())),
-                    }
-                },
-            )
+        self._log_progress(highwaters)
+
+    def _log_progress(self, highwaters: dict[int, int | None]) -> None:
+        """A line now and then, so a log shows whether the loop is alive and moving."""
+        if time.monotonic() - self._progress_logged < PROGRESS_LOG_SECONDS:
+            return
+        self._progress_logged = time.monotonic()
+        log.info(
+            "progress",
+            extra={
+                "fields": {
+                    "applied_up_to": dict(sorted(self.applied_up_to.items())),
+                    "highwater": dict(sorted(highwaters.items())),
+                }
+            },
+        )
 
     def stop(self, *_: object) -> None:
         self.stopping.set()

@@ -29,18 +29,6 @@ def make_event(kind: str, district: str, occurred: str, **payload: Any) -> dict[
     return event
 
 
-def post(stack: Stack, token: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    response = httpx.post(
-        f"{stack.ingest_url}/v1/events/batch",
-        json=events,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert response.status_code == 202, response.text
-    receipts: list[dict[str, Any]] = response.json()["receipts"]
-    return receipts
-
-
 def summary(stack: Stack, token: str, receipts: list[dict[str, Any]], **params: str) -> Any:
     """The summary once the projector has passed every receipt (read-your-writes)."""
     after = ",".join(f"{r['partition']}:{r['offset']}" for r in receipts)
@@ -81,9 +69,9 @@ def test_an_auditors_replay_of_a_district_returns_its_unique_accepted_events_onc
             make_event("OutreachSessionHeld", HA_TINH_CITY, "2024-02-01"),
         ]
         theirs = [make_event("CitizenTipsReceived", BA_DINH, "2024-01-16")]
-        receipts = post(stack, ha_tinh, ours[:2])
-        receipts += post(stack, stack.token("district", BA_DINH), theirs)
-        receipts += post(stack, ha_tinh, [ours[0], ours[2]])  # a resend: ingest says duplicate
+        receipts = stack.post_batch(ha_tinh, ours[:2])
+        receipts += stack.post_batch(stack.token("district", BA_DINH), theirs)
+        receipts += stack.post_batch(ha_tinh, [ours[0], ours[2]])  # a resend: ingest says duplicate
         # Two ingest instances racing on one resend can both append it: put a true duplicate
         # of the first event's record in the log, after the others.
         first = receipts[0]
@@ -127,9 +115,8 @@ def test_the_state_as_of_a_moment_equals_the_summary_the_api_served_at_that_mome
             make_event("ConferenceHeld", HA_TINH_CITY, "2024-01-15", attendees=120),
             make_event("ProcedureTimeReduced", HA_TINH_CITY, "2024-02-10", reduction_percent=40.0),
         ]
-        receipts = post(stack, ha_tinh, early)
-        receipts += post(
-            stack,
+        receipts = stack.post_batch(ha_tinh, early)
+        receipts += stack.post_batch(
             stack.token("district", BA_DINH),
             [make_event("CaseResolved", BA_DINH, "2024-03-01")],
         )
@@ -147,7 +134,7 @@ def test_the_state_as_of_a_moment_equals_the_summary_the_api_served_at_that_mome
                 reason="báo cáo nhầm",
             ),
         ]
-        receipts += post(stack, ha_tinh, later)
+        receipts += stack.post_batch(ha_tinh, later)
         served_now = summary(stack, dashboard, receipts, group_by="district,month")["rows"]
 
         as_of_then = audit(
@@ -171,8 +158,7 @@ def test_verify_is_consistent_until_a_row_is_changed_by_hand_and_saved_heads_pro
     with running_stack(kafka_bootstrap, postgres_url, topic, tmp_path) as stack:
         auditor = stack.token("auditor")
         conference = make_event("ConferenceHeld", HA_TINH_CITY, "2024-05-05", attendees=64)
-        receipts = post(
-            stack,
+        receipts = stack.post_batch(
             stack.token("district", HA_TINH_CITY),
             [conference, make_event("ModelRecognized", HA_TINH_CITY, "2024-05-06")],
         )

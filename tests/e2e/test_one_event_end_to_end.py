@@ -7,11 +7,12 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from shared.examples import EXAMPLES
-from tests.support import broker_control, log_records, running_stack, wait_for
+from tests.support import Stack, broker_control, log_records, running_stack, wait_for
 
 HA_TINH_CITY = "436"
 
@@ -21,6 +22,20 @@ def conference(attendees: int) -> dict[str, object]:
     event["event_id"] = str(uuid.uuid4())
     event["payload"]["attendees"] = attendees  # type: ignore[index]
     return event
+
+
+def district_summary_after(
+    stack: Stack, receipt: dict[str, Any], dashboard: dict[str, str], timeout: float
+) -> httpx.Response:
+    """Ha Tinh city's summary once the projector has passed ``receipt`` (read-your-writes)."""
+    summary = httpx.get(
+        f"{stack.api_url}/v1/summary",
+        params={"district": HA_TINH_CITY, "after": f"{receipt['partition']}:{receipt['offset']}"},
+        headers=dashboard,
+        timeout=timeout,
+    )
+    assert summary.status_code == 200, summary.text
+    return summary
 
 
 def test_a_posted_conference_is_served_by_the_summary_once_even_if_sent_twice(
@@ -39,16 +54,7 @@ def test_a_posted_conference_is_served_by_the_summary_once_even_if_sent_twice(
         assert receipt["status"] == "accepted"
         assert again.status_code == 202
         assert again.json() == {**receipt, "status": "duplicate"}
-        summary = httpx.get(
-            f"{stack.api_url}/v1/summary",
-            params={
-                "district": HA_TINH_CITY,
-                "after": f"{receipt['partition']}:{receipt['offset']}",
-            },
-            headers=dashboard,
-            timeout=15,
-        )
-        assert summary.status_code == 200, summary.text
+        summary = district_summary_after(stack, receipt, dashboard, timeout=15)
         [row] = summary.json()["rows"]
         assert (row["conferences"], row["conference_attendees"]) == (1, 137)
         assert "X-Projection-Lag-Ms" in summary.headers
@@ -99,17 +105,7 @@ def test_the_projector_lives_through_a_broker_restart_and_projects_what_follows(
                 headers=district,
                 timeout=30,
             ).json()
-            summary = httpx.get(
-                f"{stack.api_url}/v1/summary",
-                params={
-                    "district": HA_TINH_CITY,
-                    "after": f"{receipt['partition']}:{receipt['offset']}",
-                },
-                headers=dashboard,
-                timeout=30,
-            )
-            assert summary.status_code == 200, summary.text
-            [row] = summary.json()["rows"]
+            [row] = district_summary_after(stack, receipt, dashboard, timeout=30).json()["rows"]
             return {k: row[k] for k in ("conferences", "conference_attendees")}
 
         assert post_and_read(30) == {"conferences": 1, "conference_attendees": 30}
