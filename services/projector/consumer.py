@@ -52,30 +52,58 @@ COMMIT_TIMEOUT_MS = 5000
 PROGRESS_LOG_SECONDS = 10.0
 
 
-class SeekToStoredOffsets(ConsumerRebalanceListener):
-    def __init__(self, consumer: KafkaConsumer, store: ReadModelStore) -> None:
-        self.consumer = consumer
-        self.store = store
+def resume_abandoned_rejoin(consumer: KafkaConsumer) -> bool:
+    """Make the next poll finish a rebalance kafka-python 3.0.12 would leave half done.
+
+    When a rebalance was prompted by the group leader's own metadata change and ``poll()``
+    returns before its JoinGroup/SyncGroup round ends, the finished join is never applied:
+    ``need_rejoin()`` turned False as soon as the leader computed the assignment, so no later
+    poll comes back for it. The member keeps its partitions marked "pending revocation" (never
+    fetched again) and its heartbeats off, and applies nothing from then on. Java's client
+    (``rejoinNeededOrPending``) and kafka-python 2 (dpkp/kafka-python#1695) also count a join in
+    progress; asking for a rejoin restores that, and the next poll joins and applies it.
+    """
+    coordinator = consumer._coordinator
+    if coordinator.rejoining and not coordinator.need_rejoin():
+        log.warning("resuming a rebalance the Kafka client left unfinished")
+        coordinator.request_rejoin()
+        return True
+    return False
+
+
+class NoteAssignments(ConsumerRebalanceListener):
+    """Remember newly assigned partitions; the projector seeks them on its own thread.
+
+    kafka-python 3 calls a listener on its network thread, so work done here holds up that
+    thread (heartbeats, fetches, the rest of the rebalance) for as long as it takes; a database
+    query has no business there. The listener only notes the partitions; the projector's loop
+    reads the database and seeks before it uses anything polled for them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._assigned: set[TopicPartition] = set()
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # A batch of a revoked partition may still be in flight on the writer thread. It commits
         # or not as usual: the store locks the partition's offsets row and applies only from the
         # stored offset, so the new owner skips what it applied and never doubles it. Only the
         # lag gauges of partitions we leave are stale here.
+        with self._lock:
+            self._assigned.difference_update(revoked)
         for tp in revoked:
             with contextlib.suppress(KeyError):
                 LAG.remove(str(tp.partition))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        # Read while our own batch may be in flight: seeking to an offset it is about to pass
-        # only makes the next batch re-read records the store then skips.
-        stored = self.store.stored_offsets()
-        for tp in assigned:
-            self.consumer.seek(tp, stored.get(tp.partition, 0))
-        log.info(
-            "assigned partitions",
-            extra={"fields": {"partitions": sorted(tp.partition for tp in assigned)}},
-        )
+        with self._lock:
+            self._assigned.update(assigned)
+
+    def take(self) -> set[TopicPartition]:
+        """The partitions assigned since the last call."""
+        with self._lock:
+            taken, self._assigned = self._assigned, set()
+        return taken
 
 
 class Projector:
@@ -98,6 +126,7 @@ class Projector:
         # partition -> next offset to apply, as of the last batch this process wrote
         self.applied_up_to: dict[int, int] = {}
         self._progress_logged = time.monotonic()
+        self.assignments = NoteAssignments()
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
@@ -125,9 +154,7 @@ class Projector:
     def run(self, on_batch: Callable[[BatchResult], None] | None = None) -> None:
         try:
             self._wait_for_topic()
-            self.consumer.subscribe(
-                [self.topic], listener=SeekToStoredOffsets(self.consumer, self.store)
-            )
+            self.consumer.subscribe([self.topic], listener=self.assignments)
             # The batch read and decoded in one round is written during the next round's read.
             pipeline = ApplyPipeline(self._apply_retrying)
             try:
@@ -135,14 +162,21 @@ class Projector:
                     polled = self.consumer.poll(
                         timeout_ms=self.poll_timeout_ms, max_records=self.max_records
                     )
+                    resume_abandoned_rejoin(self.consumer)
                     batch = decode_records(
                         LogRecord(tp.partition, r.offset, r.value)
                         for tp, records in polled.items()
                         for r in records
                     )
+                    stale: set[int] = set()
                     if (done := pipeline.wait()) is not None:
                         self._finish(done, on_batch)
-                        batch = without_partitions(batch, done.rewind)
+                        stale.update(done.rewind)
+                    if assigned := self.assignments.take():
+                        # After the batch in flight committed, so its offsets are read too.
+                        stale.update(self._seek_to_stored_offsets(assigned))
+                    if stale:
+                        batch = without_partitions(batch, stale)
                     if batch:
                         pipeline.start(batch)
                     self._report_lag()
@@ -162,6 +196,22 @@ class Projector:
         while not self.stopping.is_set() and not self.consumer.partitions_for_topic(self.topic):
             log.warning("waiting for the topic to exist", extra={"fields": {"topic": self.topic}})
             self.stopping.wait(1.0)
+
+    def _seek_to_stored_offsets(self, assigned: set[TopicPartition]) -> set[int]:
+        """Seek newly assigned partitions to the database's offsets; return their numbers.
+
+        Until then kafka-python reads them from the group's committed offsets (a mirror that
+        may lag the database), so whatever was polled for them is dropped.
+        """
+        stored = self.store.stored_offsets()
+        current = self.consumer.assignment()
+        for tp in assigned & current:
+            self.consumer.seek(tp, stored.get(tp.partition, 0))
+        log.info(
+            "assigned partitions",
+            extra={"fields": {"partitions": sorted(tp.partition for tp in current)}},
+        )
+        return {tp.partition for tp in assigned}
 
     def _finish(self, result: BatchResult, on_batch: Callable[[BatchResult], None] | None) -> None:
         """After a batch's transaction: seek back where asked, copy dead letters, commit."""

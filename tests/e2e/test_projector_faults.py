@@ -91,13 +91,22 @@ class Stream:
         self.by_district: dict[str, list[dict[str, Any]]] = {d: [] for d in PROVINCE_OF}
         self.serial = 0
 
-    def write(self, count: int, chunk: int = 100, pause: float = 0.0) -> None:
-        """Write ``count`` records, ``chunk`` at a time, pausing between chunks."""
+    def write(
+        self,
+        count: int,
+        chunk: int = 100,
+        pause: float = 0.0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Write ``count`` records, ``chunk`` at a time, pausing between chunks; end early,
+        after a whole chunk, once ``stop`` is set."""
         producer = KafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", max_in_flight_requests_per_connection=1
         )
         try:
             for start in range(0, count, chunk):
+                if stop is not None and stop.is_set():
+                    break
                 pending: list[tuple[dict[str, Any], FutureRecordMetadata]] = []
                 for _ in range(min(chunk, count - start)):
                     body = self.next_body()
@@ -547,7 +556,11 @@ def test_two_projectors_split_the_partitions_and_a_rebalance_neither_loses_nor_d
     with running_stack(
         kafka_bootstrap, postgres_url, topic, tmp_path, services=("projector",)
     ) as stack:
-        writer = threading.Thread(target=stream.write, args=(3000,), kwargs={"pause": 0.1})
+        # Written until after the kill, however long the group takes to rebalance twice.
+        written = threading.Event()
+        writer = threading.Thread(
+            target=stream.write, args=(20_000,), kwargs={"pause": 0.1, "stop": written}
+        )
         writer.start()
         wait_for_progress(stack, topic)
         second_metrics = str(free_port())
@@ -556,6 +569,8 @@ def test_two_projectors_split_the_partitions_and_a_rebalance_neither_loses_nor_d
         wait_for_log(stack, "projector-2", "assigned partitions")
         wait_for_progress(stack, topic)
         stack.stop("projector", kill=True)  # and another: its partitions move to projector-2
+        wait_for_progress(stack, topic)
+        written.set()
         writer.join()
         wait_until_applied(stack, topic)
         seen = metrics(second_metrics)
