@@ -43,6 +43,10 @@ LAG = Gauge("projector_lag_records", "Records in the log not yet applied", ["par
 RETRIES = Counter(
     "projector_batch_retries_total", "Batches rolled back by a database error and read again"
 )
+REJOINS_RESUMED = Counter(
+    "projector_rebalances_resumed_total",
+    "Rebalances the Kafka client left unfinished, resumed by the projector",
+)
 
 # Errors a batch can meet that a retry resolves: the database restarting or locked (SQLite, a
 # rebuild's swap), a deadlock, or another projector archiving the same event id first.
@@ -66,6 +70,7 @@ def resume_abandoned_rejoin(consumer: KafkaConsumer) -> bool:
     coordinator = consumer._coordinator
     if coordinator.rejoining and not coordinator.need_rejoin():
         log.warning("resuming a rebalance the Kafka client left unfinished")
+        REJOINS_RESUMED.inc()
         coordinator.request_rejoin()
         return True
     return False

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewPartitions
+from prometheus_client import REGISTRY
 
 from services.projector.consumer import resume_abandoned_rejoin
 
@@ -37,6 +38,7 @@ def test_a_rebalance_a_poll_gave_up_on_is_finished_by_the_next_polls(
     )
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    resumed_before = REGISTRY.get_sample_value("projector_rebalances_resumed_total") or 0
     try:
         consumer.subscribe([topic])
         poll_until(consumer, lambda _: len(consumer.assignment()) == 3)
@@ -60,3 +62,4 @@ def test_a_rebalance_a_poll_gave_up_on_is_finished_by_the_next_polls(
         consumer.close(autocommit=False)
 
     assert assigned == {0, 1, 2, 3}
+    assert (REGISTRY.get_sample_value("projector_rebalances_resumed_total") or 0) > resumed_before
