@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
+from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger(__name__)
 
 
 INLINE_SENDS = 16
+
+PRODUCERS_REPLACED = Counter(
+    "ingest_kafka_producers_replaced_total",
+    "Kafka producers replaced because they acknowledged nothing for two produce timeouts",
+)
 
 
 class LogUnavailable(Exception):
@@ -76,9 +83,15 @@ class EventLogWriter:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.timeout_seconds = timeout_seconds
-        timeout_ms = int(timeout_seconds * 1000)
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+        self._producer = self._new_producer()
+        # When the current producer was made, and when it last had a request acknowledged.
+        self._producer_since = self._acked_at = time.monotonic()
+        self._replacing = threading.Event()
+
+    def _new_producer(self) -> KafkaProducer:
+        timeout_ms = int(self.timeout_seconds * 1000)
+        return KafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
             client_id="district-ledger-ingest",
             acks="all",
             enable_idempotence=True,
@@ -122,11 +135,59 @@ class EventLogWriter:
                 send_all()  # metadata is known, so send only appends to a buffer: ~15 µs each
             else:
                 await run_in_threadpool(send_all)
-            return await asyncio.wait_for(acks.done, self.timeout_seconds)
+            positions = await asyncio.wait_for(acks.done, self.timeout_seconds)
         except (KafkaError, TimeoutError) as exc:
             acks.done.cancel()  # nobody waits for what is still in flight
             log.warning("kafka append failed: %r", exc)
+            self._replace_producer_if_stuck()
             raise LogUnavailable(repr(exc)) from exc
+        self._acked_at = time.monotonic()
+        return positions
+
+    def _replace_producer_if_stuck(self) -> None:
+        """Start over with a new producer when this one acknowledged nothing for two timeouts.
+
+        kafka-python 3.0.12's idempotent producer can stop for good after a broker restart: when
+        a batch it had already sent expires, it drops its producer id (``reset_producer_id``)
+        but stays READY, and it only asks for a new id from UNINITIALIZED, so every record after
+        that expires unsent. A new producer gets a new id. What the old one never acknowledged
+        was answered 503, so nothing accepted is lost; a resend that reaches the log twice is
+        counted once by the projector. While the broker is really down this makes a new
+        producer every two timeouts, which costs nothing.
+        """
+        now = time.monotonic()
+        if self._replacing.is_set():
+            return
+        if now - max(self._acked_at, self._producer_since) < 2 * self.timeout_seconds:
+            return
+        self._replacing.set()
+        log.warning(
+            "replacing a Kafka producer that acknowledged nothing",
+            extra={"fields": {"seconds": round(now - self._acked_at, 1)}},
+        )
+        # On a thread: making a producer may wait for the broker, and the event loop must not.
+        threading.Thread(
+            target=self._replace_producer, name="producer-replacer", daemon=True
+        ).start()
+
+    def _replace_producer(self) -> None:
+        try:
+            stuck, self._producer = self._producer, self._new_producer()
+        except Exception:
+            log.exception("could not make a new Kafka producer; will try again")
+            return
+        finally:
+            self._producer_since = time.monotonic()
+            self._replacing.clear()
+        PRODUCERS_REPLACED.inc()
+        # What it still holds expires within the delivery timeout (those requests were answered
+        # 503 already); its close waits for that, then stops its thread.
+        try:
+            stuck.close(timeout=2 * self.timeout_seconds)
+        except KafkaError as exc:
+            log.warning(
+                "the replaced Kafka producer did not close", extra={"fields": {"error": repr(exc)}}
+            )
 
     def reachable(self) -> bool:
         """A fresh metadata request to the brokers: true only if one answers now."""
