@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.run import ROOT, fresh_bodies, ledger, service
+from bench.run import ROOT, exit_on_sigterm, fresh_bodies, ledger, service
 from services.demo import demo_districts
 from services.topics import ensure_topics
 from services.web.auth import create_token
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=45, help="how long the clients post")
     options = parser.parse_args(argv)
+    exit_on_sigterm()
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     control = os.environ["LEDGER_TEST_BROKER_CONTROL"]
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -170,42 +171,45 @@ def main(argv: list[str] | None = None) -> int:
                     deadline,
                     options.seconds,
                 ),
+                daemon=True,  # so a terminated drill exits without waiting for them
             )
             for d in districts
         ]
         for client in clients:
             client.start()
         projector = subprocess.Popen(ledger("serve", "projector"), env=env, cwd=ROOT)
-        # Faults at fixed points of the posting window: the kills spread over it, the broker
-        # restart in its second half, each a little jittered.
-        rng = random.Random(stamp)
-        started = time.monotonic()
-        kill_at = [
-            options.seconds * (i + 1) / (options.kills + 1) + rng.uniform(-1, 1)
-            for i in range(options.kills)
-        ]
-        restart_at = options.seconds * 0.6
-        broker_restarted = False
-        while kill_at or not broker_restarted:
-            now = time.monotonic() - started
-            if kill_at and now >= kill_at[0]:
-                kill_at.pop(0)
-                projector.send_signal(signal.SIGKILL)
-                projector.wait()
-                kills += 1
-                projector = subprocess.Popen(ledger("serve", "projector"), env=env, cwd=ROOT)
-            if not broker_restarted and now >= restart_at:
-                subprocess.run([control, "stop"], check=True, capture_output=True)
-                time.sleep(3)
-                subprocess.run([control, "start"], check=True, capture_output=True)
-                broker_restarted = True
-            time.sleep(0.1)
-        for client in clients:
-            client.join()
-        while applied(engine) < log_end(bootstrap, topic) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        projector.terminate()
-        projector.wait(timeout=30)
+        try:
+            # Faults at fixed points of the posting window: the kills spread over it, the broker
+            # restart in its second half, each a little jittered.
+            rng = random.Random(stamp)
+            started = time.monotonic()
+            kill_at = [
+                options.seconds * (i + 1) / (options.kills + 1) + rng.uniform(-1, 1)
+                for i in range(options.kills)
+            ]
+            restart_at = options.seconds * 0.6
+            broker_restarted = False
+            while kill_at or not broker_restarted:
+                now = time.monotonic() - started
+                if kill_at and now >= kill_at[0]:
+                    kill_at.pop(0)
+                    projector.send_signal(signal.SIGKILL)
+                    projector.wait()
+                    kills += 1
+                    projector = subprocess.Popen(ledger("serve", "projector"), env=env, cwd=ROOT)
+                if not broker_restarted and now >= restart_at:
+                    subprocess.run([control, "stop"], check=True, capture_output=True)
+                    time.sleep(3)
+                    subprocess.run([control, "start"], check=True, capture_output=True)
+                    broker_restarted = True
+                time.sleep(0.1)
+            for client in clients:
+                client.join()
+            while applied(engine) < log_end(bootstrap, topic) and time.monotonic() < deadline:
+                time.sleep(0.5)
+        finally:  # the projector of the moment, whichever kill it is past
+            projector.terminate()
+            projector.wait(timeout=30)
 
     figures = check(engine, tally)
     verify = subprocess.run(ledger("verify"), env=env, cwd=ROOT, capture_output=True, text=True)

@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import re
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -141,6 +142,15 @@ def fresh_bodies(count: int, district: str) -> list[dict[str, Any]]:
 
 
 # --- processes ----------------------------------------------------------------------------
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM a normal exit, so every ``service`` started is stopped on the way out.
+
+    Without it a terminated bench or drill left its services running; one orphaned ingest
+    worker spun at 100 % of a core and skewed the next bench run.
+    """
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 @contextmanager
@@ -401,6 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--rebuild-events", type=int, default=1_000_000)
     options = parser.parse_args(argv)
+    exit_on_sigterm()
     quick = options.quick
     raw_count = 20_000 if quick else 200_000
     batch_per_client = 4_000 if quick else 40_000
