@@ -56,7 +56,7 @@ COMMIT_TIMEOUT_MS = 5000
 PROGRESS_LOG_SECONDS = 10.0
 
 
-def resume_abandoned_rejoin(consumer: KafkaConsumer) -> bool:
+def resume_abandoned_rejoin(consumer: KafkaConsumer) -> None:
     """Make the next poll finish a rebalance kafka-python 3.0.12 would leave half done.
 
     When a rebalance was prompted by the group leader's own metadata change and ``poll()``
@@ -72,8 +72,6 @@ def resume_abandoned_rejoin(consumer: KafkaConsumer) -> bool:
         log.warning("resuming a rebalance the Kafka client left unfinished")
         REJOINS_RESUMED.inc()
         coordinator.request_rejoin()
-        return True
-    return False
 
 
 class NoteAssignments(ConsumerRebalanceListener):
