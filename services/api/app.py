@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from services.api.deps import Api, ApiDep, LogPositions, Registry, keep_fresh
+from services.api.read_your_writes import AppliedSignal
 from services.api.routes import audit, dashboard, lists, me, registry, summary
 from services.web import problems
 from services.web.auth import Authenticator
@@ -36,7 +37,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         # Asked by the freshness thread every 0.1 s; no request waits on it.
         positions = LogPositions(config.kafka_bootstrap_servers, config.events_topic, max_age=0.05)
         authenticator = Authenticator(engine, config.token_cache_seconds)
-        api = Api(config, engine, positions, authenticator, Registry.load(engine))
+        applied = AppliedSignal(engine) if engine.dialect.name == "postgresql" else None
+        api = Api(config, engine, positions, authenticator, Registry.load(engine), applied=applied)
         app.state.api = api
         tune_garbage_collector()
         stop = threading.Event()
@@ -45,6 +47,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         stop.set()
         refresher.join(timeout=10)
         positions.close()
+        if applied is not None:
+            applied.close()
         engine.dispose()
 
     app = FastAPI(

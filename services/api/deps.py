@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from services.api.answers import AnswerMemory
+from services.api.read_your_writes import AppliedSignal
 from services.api.summary import Dimension, parse_group_by
 from services.web.auth import Authenticator, Principal
 from services.web.problems import Problem, invalid_parameter
@@ -168,6 +169,8 @@ class Api:
     tables: ReadModels = field(default=read_models)
     recent_freshness: FreshnessMemory = field(default_factory=FreshnessMemory)
     answers: AnswerMemory = field(default_factory=AnswerMemory)
+    # Wakes ``after=`` waits when a projector batch commits (PostgreSQL); None: they poll.
+    applied: AppliedSignal | None = None
 
 
 # Dependencies that do no I/O are ``async def`` so FastAPI runs them on the event loop: a

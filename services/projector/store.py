@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from shared import events as ev
 from shared import registry
-from shared.db.schema import ReadModels
+from shared.db.schema import APPLIED_CHANNEL, ReadModels
 from shared.db.upserts import (
     insert_ignoring_conflicts,
     insert_or_add,
@@ -363,3 +363,6 @@ class ReadModelStore:
             ],
             key=("topic", "partition"),
         )
+        if conn.dialect.name == "postgresql":
+            # Delivered at commit: wakes API requests waiting for these offsets (``after=``).
+            conn.exec_driver_sql(f"NOTIFY {APPLIED_CHANNEL}")

@@ -13,6 +13,10 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+# PostgreSQL NOTIFY channel: the projector signals each committed batch on it, so API requests
+# waiting for their receipts (``after=``) look again at once instead of polling.
+APPLIED_CHANNEL = "district_ledger_applied"
+
 provinces = sa.Table(
     "provinces",
     metadata,

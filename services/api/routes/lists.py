@@ -130,6 +130,7 @@ def _page(
         api.settings.events_topic,
         wanted,
         api.settings.read_your_writes_timeout_seconds,
+        api.applied,
     )
     conditions = list(where)
     if scope.province:

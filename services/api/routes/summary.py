@@ -93,6 +93,7 @@ async def get_summary(
             api.settings.events_topic,
             wanted,
             api.settings.read_your_writes_timeout_seconds,
+            api.applied,
         )
     fresh = await freshness_on_loop(api, recent=not wanted)
 
