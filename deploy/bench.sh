@@ -22,5 +22,7 @@ if [ ! -x "$VEGETA" ]; then
   GOBIN="$PWD/var/tools/gobin" "$GO" install "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
   mv "$PWD/var/tools/gobin/vegeta" "$VEGETA"
 fi
+# Each run leaves its databases behind (gigabytes): start from an empty server, as from an empty log.
+deploy/postgres/postgres.sh wipe >/dev/null 2>&1 || true
 start_stack
 .venv/bin/python -m bench.run "$@"
