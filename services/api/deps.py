@@ -120,8 +120,8 @@ class Registry:
     def load(cls, engine: sa.Engine) -> Registry:
         with engine.connect() as conn:
             codes = frozenset(conn.scalars(sa.select(provinces.c.code)))
-            pairs = conn.execute(sa.select(districts.c.code, districts.c.province_code)).tuples()
-            return cls(codes, dict(pairs.all()))
+            rows = conn.execute(sa.select(districts.c.code, districts.c.province_code))
+            return cls(codes, {row.code: row.province_code for row in rows})
 
 
 class FreshnessMemory:
