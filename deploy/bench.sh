@@ -3,9 +3,9 @@
 # written to bench/results/latest.json and bench/results/latest.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export KAFKA_PORT="${BENCH_KAFKA_PORT:-39092}" KAFKA_CONTROLLER_PORT="${BENCH_KAFKA_CONTROLLER_PORT:-39093}"
+export KAFKA_PORT="${BENCH_KAFKA_PORT:-19192}" KAFKA_CONTROLLER_PORT="${BENCH_KAFKA_CONTROLLER_PORT:-19193}"
 export KAFKA_STATE_DIR="$PWD/var/bench-kafka" KAFKA_HEAP_OPTS="-Xmx1g -Xms1g"
-export PGPORT="${BENCH_PGPORT:-55435}" PG_STATE_DIR="$PWD/var/bench-postgres"
+export PGPORT="${BENCH_PGPORT:-15435}" PG_STATE_DIR="$PWD/var/bench-postgres"
 # shellcheck source=deploy/stack.sh
 source deploy/stack.sh
 

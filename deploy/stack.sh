@@ -1,6 +1,8 @@
 # Sourced by test.sh and bench.sh: a fresh local Kafka broker and a PostgreSQL server on the
 # ports the caller chose, their addresses exported for the code under test, both stopped on exit.
 # Needs: KAFKA_PORT, KAFKA_CONTROLLER_PORT, KAFKA_STATE_DIR, PGPORT, PG_STATE_DIR.
+# The callers' fixed ports stay below 32768: Linux gives 32768-60999 to outgoing connections,
+# and the bench's broker once failed to bind 39092 while a connection held it.
 export PYTHON="$PWD/.venv/bin/python"
 
 stop_stack() {

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export KAFKA_PORT="${TEST_KAFKA_PORT:-19092}" KAFKA_CONTROLLER_PORT="${TEST_KAFKA_CONTROLLER_PORT:-19093}"
 export KAFKA_STATE_DIR="$PWD/var/test-kafka"
-export PGPORT="${TEST_PGPORT:-55433}" PG_STATE_DIR="$PWD/var/test-postgres"
+export PGPORT="${TEST_PGPORT:-15433}" PG_STATE_DIR="$PWD/var/test-postgres"
 # shellcheck source=deploy/stack.sh
 source deploy/stack.sh
 

@@ -27,7 +27,7 @@ from shared.db.engine import make_engine, migrate
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_KAFKA_PORT = os.environ.get("TEST_KAFKA_PORT", "19092")
-TEST_PGPORT = os.environ.get("TEST_PGPORT", "55433")
+TEST_PGPORT = os.environ.get("TEST_PGPORT", "15433")
 
 
 def unavailable(what: str, why: str) -> None:

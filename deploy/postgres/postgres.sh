@@ -3,14 +3,14 @@
 #
 #   deploy/postgres/postgres.sh install|start|stop|status|wipe|createdb NAME|dropdb NAME|url NAME
 #
-# Env: PGPORT (55432; TCP on 127.0.0.1 only), PG_STATE_DIR (<repo>/var/postgres; see
+# Env: PGPORT (15432; TCP on 127.0.0.1 only), PG_STATE_DIR (<repo>/var/postgres; see
 #      state_dir below), PG_BIN (the newest /usr/lib/postgresql/*/bin).
 # Auth is "trust" for user postgres: fine on loopback in a test box, never for real data.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-PGPORT="${PGPORT:-55432}"
+PGPORT="${PGPORT:-15432}"
 export PGCONNECT_TIMEOUT=5
 
 log() { echo "postgres.sh: $*" >&2; }
