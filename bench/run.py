@@ -410,11 +410,15 @@ def vegeta_target(url: str, headers: dict[str, str]) -> bytes:
     ).encode()
 
 
+def vegeta() -> str:
+    """The vegeta binary deploy/bench.sh built (or one on the PATH)."""
+    return os.environ.get("VEGETA", "vegeta")
+
+
 def vegeta_attack(rate: float, seconds: float) -> list[str]:
     """vegeta's command line for ``rate`` requests/s; ``seconds=0`` attacks until interrupted."""
-    vegeta = os.environ.get("VEGETA", "vegeta")
     return [
-        vegeta,
+        vegeta(),
         "attack",
         f"-rate={rate:g}/s",
         f"-duration={seconds:g}s",
@@ -449,7 +453,6 @@ def steady_latencies(
     a Python client was itself the bottleneck at 1,000/s). Arrivals are evenly spaced and do not
     wait for answers (an open model), so a slow answer delays no later request's start and
     shows in the figures as it is."""
-    vegeta = os.environ.get("VEGETA", "vegeta")
     attack = subprocess.run(
         vegeta_attack(rate, seconds),
         input=vegeta_target(url, headers),
@@ -457,7 +460,7 @@ def steady_latencies(
         check=True,
     ).stdout
     rows = subprocess.run(
-        [vegeta, "encode", "--to", "csv"], input=attack, capture_output=True, check=True
+        [vegeta(), "encode", "--to", "csv"], input=attack, capture_output=True, check=True
     ).stdout.decode()
     results = list(csv.reader(io.StringIO(rows)))  # timestamp, code, latency (ns), ...
     failed = [r for r in results if r[1] != "200"]

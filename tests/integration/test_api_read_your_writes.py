@@ -16,7 +16,6 @@ import sqlalchemy as sa
 
 from services.api.read_your_writes import AppliedSignal, wait_until_applied
 from services.projector.store import LogRecord, ReadModelStore
-from shared.db.engine import make_engine
 from shared.db.schema import read_models
 from shared.events import parse_event
 from shared.examples import EXAMPLES
@@ -25,16 +24,13 @@ from shared.records import encode_event
 TOPIC = "events"
 
 
-@pytest.fixture
-def pg_engine(postgres_url: str) -> Iterator[sa.Engine]:
-    built = make_engine(postgres_url)
-    yield built
-    built.dispose()
+# LISTEN/NOTIFY is PostgreSQL's: the shared ``engine`` fixture, on PostgreSQL only.
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 @pytest.fixture
-def signal(pg_engine: sa.Engine) -> Iterator[AppliedSignal]:
-    listening = AppliedSignal(pg_engine)
+def signal(engine: sa.Engine) -> Iterator[AppliedSignal]:
+    listening = AppliedSignal(engine)
     # It counts one wake-up once it listens (for whatever committed before).
     listening.wait_for_commit(0, timeout=10)
     assert listening.commits >= 1, "the listener never connected"
@@ -49,15 +45,15 @@ def record(offset: int) -> LogRecord:
 
 
 def test_a_committed_batch_is_signalled_and_wakes_a_waiting_request(
-    pg_engine: sa.Engine, signal: AppliedSignal
+    engine: sa.Engine, signal: AppliedSignal
 ) -> None:
-    store = ReadModelStore(pg_engine, read_models, TOPIC)
+    store = ReadModelStore(engine, read_models, TOPIC)
     finished = threading.Event()
     failed: list[BaseException] = []
 
     def wait() -> None:
         try:
-            wait_until_applied(pg_engine, read_models, TOPIC, {0: 0}, 10, signal)
+            wait_until_applied(engine, read_models, TOPIC, {0: 0}, 10, signal)
         except BaseException as exc:  # reported below
             failed.append(exc)
         finished.set()
@@ -75,11 +71,11 @@ def test_a_committed_batch_is_signalled_and_wakes_a_waiting_request(
 
 
 def test_the_listener_reconnects_when_its_connection_is_cut(
-    pg_engine: sa.Engine, signal: AppliedSignal
+    engine: sa.Engine, signal: AppliedSignal
 ) -> None:
-    store = ReadModelStore(pg_engine, read_models, TOPIC)
+    store = ReadModelStore(engine, read_models, TOPIC)
     connected = signal.commits
-    with pg_engine.connect() as conn:
+    with engine.connect() as conn:
         cut = conn.scalar(
             sa.text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
