@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from services.api.deps import Api, ApiDep, LogPositions, Registry, keep_fresh
 from services.api.read_your_writes import AppliedSignal
 from services.api.routes import audit, dashboard, lists, me, registry, summary
-from services.web import problems
+from services.web import NO_OPENTELEMETRY, problems
 from services.web.auth import Authenticator
 from shared.db.engine import make_engine
 from shared.logs import configure_logging
@@ -56,6 +56,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version="1",
         summary="Provincial dashboards read the aggregates here; auditors replay the history.",
         lifespan=lifespan,
+        telemetry=NO_OPENTELEMETRY,
     )
     problems.install(app)
     app.include_router(registry.router)

@@ -22,7 +22,7 @@ from services.ingest.intake import NDJSON, body_digest, parse_batch_body, parse_
 from services.ingest.log_writer import EventLogWriter, LogUnavailable
 from services.ingest.openapi import event_request_body, install_event_schemas
 from services.ingest.rate_limit import RateLimiter
-from services.web import problems
+from services.web import NO_OPENTELEMETRY, problems
 from services.web.auth import Authenticator, Principal, require_role
 from services.web.problems import Problem
 from shared.db.engine import make_engine
@@ -126,6 +126,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         version="1",
         summary="District systems report their coordination work here; Kafka is the record.",
         lifespan=lifespan,
+        telemetry=NO_OPENTELEMETRY,
     )
     problems.install(app)
     install_event_schemas(app)
