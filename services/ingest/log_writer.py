@@ -15,6 +15,8 @@ from kafka.errors import KafkaError
 from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 
+from services.kafka_producers import close_producer
+
 log = logging.getLogger(__name__)
 
 
@@ -180,14 +182,10 @@ class EventLogWriter:
             self._producer_since = time.monotonic()
             self._replacing.clear()
         PRODUCERS_REPLACED.inc()
-        # What it still holds expires within the delivery timeout (those requests were answered
-        # 503 already); its close waits for that, then stops its thread.
-        try:
-            stuck.close(timeout=2 * self.timeout_seconds)
-        except KafkaError as exc:
-            log.warning(
-                "the replaced Kafka producer did not close", extra={"fields": {"error": repr(exc)}}
-            )
+        # What it still holds was answered 503 already: it gets two timeouts to deliver or
+        # expire it (the stuck state may do neither), then the rest is failed and its thread ends.
+        if not close_producer(stuck, timeout=2 * self.timeout_seconds):
+            log.warning("the replaced Kafka producer held records it never delivered")
 
     def reachable(self) -> bool:
         """A fresh metadata request to the brokers: true only if one answers now."""
@@ -209,4 +207,4 @@ class EventLogWriter:
             admin.close()
 
     def close(self) -> None:
-        self._producer.close(timeout=5)
+        close_producer(self._producer, timeout=5)

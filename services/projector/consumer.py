@@ -22,6 +22,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.kafka_producers import close_producer
 from services.projector.pipeline import ApplyPipeline, without_partitions
 from services.projector.store import (
     BatchResult,
@@ -344,4 +345,4 @@ class Projector:
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
-        self.dead_letter_producer.close(timeout=5)
+        close_producer(self.dead_letter_producer, timeout=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from prometheus_client import REGISTRY
@@ -33,6 +34,12 @@ def test_a_producer_that_lost_its_producer_id_is_replaced_and_appends_go_on(
 
     try:
         refused, [position] = asyncio.run(refused_then_accepted())
+        # The stuck producer is closed within its two timeouts though it never delivers what it
+        # holds: only the new producer's I/O thread is left.
+        deadline = time.monotonic() + 15
+        while producer_threads() > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        threads_after_replacing = producer_threads()
     finally:
         writer.close()
 
@@ -40,3 +47,10 @@ def test_a_producer_that_lost_its_producer_id_is_replaced_and_appends_go_on(
     assert position.offset >= 0
     replaced = REGISTRY.get_sample_value("ingest_kafka_producers_replaced_total") or 0
     assert replaced == replaced_before + 1
+    assert threads_after_replacing == 1
+    assert producer_threads() == 0
+
+
+def producer_threads() -> int:
+    """The I/O threads of ingest's Kafka producers in this process (named after the client id)."""
+    return sum(t.name == "district-ledger-ingest-network-thread" for t in threading.enumerate())
