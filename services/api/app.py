@@ -17,7 +17,7 @@ from services.api.read_your_writes import AppliedSignal
 from services.api.routes import audit, dashboard, lists, me, registry, summary
 from services.web import NO_OPENTELEMETRY, problems
 from services.web.auth import Authenticator
-from shared.db.engine import make_engine
+from shared.db.engine import database_answers, make_engine
 from shared.logs import configure_logging
 from shared.runtime import tune_garbage_collector
 from shared.settings import ApiSettings, get_api_settings
@@ -74,14 +74,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @app.get("/readyz", response_model=Health)
     def readyz(api: ApiDep) -> Any:
         """Ready when the read-model database answers."""
-        try:
-            with api.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-        except Exception:  # any driver error means not ready
-            return JSONResponse(
-                Health(status="unavailable", database=False).model_dump(), status_code=503
-            )
-        return Health(status="ok", database=True)
+        if database_answers(api.engine):
+            return Health(status="ok", database=True)
+        return JSONResponse(
+            Health(status="unavailable", database=False).model_dump(), status_code=503
+        )
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:

@@ -25,7 +25,7 @@ from services.ingest.rate_limit import RateLimiter
 from services.web import NO_OPENTELEMETRY, problems
 from services.web.auth import Authenticator, Principal, require_role
 from services.web.problems import Problem
-from shared.db.engine import make_engine
+from shared.db.engine import database_answers, make_engine
 from shared.db.schema import districts
 from shared.events import Event, utc_now
 from shared.logs import configure_logging
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 EVENTS = Counter("ingest_events_total", "Events answered, by outcome", ["outcome"])
 LATENCY = Histogram("ingest_request_seconds", "Time to answer an ingest request", ["endpoint"])
-RETRY_AFTER_SECONDS = "5"
 
 
 class Receipt(BaseModel):
@@ -54,6 +53,7 @@ class BatchReceipts(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     kafka: bool | None = None
+    database: bool | None = None
 
 
 @dataclass
@@ -221,10 +221,16 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     @app.get("/readyz", response_model=Health, responses=problem_responses(503))
     def readyz(ingest: IngestDep) -> Any:
-        """Ready when a Kafka broker answers a metadata request now."""
-        if ingest.writer.reachable():
-            return Health(status="ok", kafka=True)
-        return JSONResponse(Health(status="unavailable", kafka=False).model_dump(), status_code=503)
+        """Ready when a Kafka broker answers a metadata request now, and the database (where
+        receipts are looked up) answers a query."""
+        health = Health(
+            status="ok", kafka=ingest.writer.reachable(), database=database_answers(ingest.engine)
+        )
+        if health.kafka and health.database:
+            return health
+        return JSONResponse(
+            health.model_copy(update={"status": "unavailable"}).model_dump(), status_code=503
+        )
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
@@ -299,7 +305,7 @@ async def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
             503,
             "Service Unavailable",
             "The event log did not acknowledge; nothing was accepted. Retry with the same event_id.",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
+            headers={"Retry-After": problems.RETRY_AFTER_SECONDS},
         ) from exc
     accepted = {
         event_id: receipts.Receipt(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -130,11 +131,20 @@ class ReceiptBook:
             reader.close()
 
     def _write_loop(self) -> None:
+        failing_since: float | None = None
         while not self._stop.wait(FLUSH_SECONDS):
             try:
                 self._flush()
             except sa.exc.SQLAlchemyError:
-                log.exception("writing receipts failed; retrying")
+                # Logged once an outage, not every FLUSH_SECONDS; the receipts wait in memory.
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.exception("writing receipts failed; retrying until the database answers")
+                continue
+            if failing_since is not None:
+                seconds = round(time.monotonic() - failing_since, 1)
+                log.warning("receipts written again", extra={"fields": {"after_s": seconds}})
+                failing_since = None
 
     def _flush(self) -> None:
         with self._lock:

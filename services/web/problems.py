@@ -1,7 +1,8 @@
 """RFC 9457 problem details for every error the HTTP services return.
 
-Bad input is always a 4xx that says exactly what was wrong; an unexpected error is a bare 500
-problem, logged with its trace on the server and never shown to the caller.
+Bad input is always a 4xx that says exactly what was wrong; a dependency that does not answer
+(Kafka, the database) is a 503 with Retry-After; an unexpected error is a bare 500 problem,
+logged with its trace on the server and never shown to the caller.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = "5"
 
 
 class Problem(Exception):
@@ -112,6 +115,23 @@ def install(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         return Problem(
             exc.status_code, _title(exc.status_code), str(exc.detail), headers=headers
+        ).response(request.url.path)
+
+    # The database down, restarting, refusing connections, or its pool exhausted: not the
+    # caller's fault, and worth a retry. Ingest looks up receipts before it appends, so a
+    # request that meets this has appended nothing.
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.TimeoutError)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning(
+            "the database is unavailable",
+            extra={"fields": {"path": request.url.path, "error": str(exc).splitlines()[0]}},
+        )
+        return Problem(
+            503,
+            "Service Unavailable",
+            "The database did not answer; nothing was accepted or changed. Retry later.",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
         ).response(request.url.path)
 
     @app.exception_handler(Exception)

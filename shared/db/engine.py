@@ -18,6 +18,16 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
 
 
+def database_answers(engine: sa.Engine) -> bool:
+    """A readiness probe: true only if the database runs a query now."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.SQLAlchemyError:
+        return False
+    return True
+
+
 def _sqlite_engine(url: str, **kwargs: Any) -> sa.Engine:
     database = sa.make_url(url).database
     if database and database != ":memory:":

@@ -259,8 +259,9 @@ def test_a_token_over_its_rate_limit_gets_429_with_retry_after(
 
 
 def test_health_readiness_metrics_and_openapi_answer(ingest: Ingest) -> None:
-    assert ingest.client.get("/healthz").json() == {"status": "ok", "kafka": None}
-    assert ingest.client.get("/readyz").json()["kafka"] is True
+    assert ingest.client.get("/healthz").json() == {"status": "ok", "kafka": None, "database": None}
+    ready = ingest.client.get("/readyz").json()
+    assert ready["kafka"] is True and ready["database"] is True
     ingest.client.post("/v1/events", json=event(), headers=ingest.auth())
     assert 'ingest_events_total{outcome="accepted"}' in ingest.client.get("/metrics").text
     document = ingest.client.get("/openapi.json").json()

@@ -1,0 +1,96 @@
+"""Both HTTP services while their PostgreSQL database refuses connections: 503, not 500.
+
+The outage is real: the test's database stops accepting connections and every session on it is
+terminated (what a database restart or failover does to clients), then it is let back in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from services.api.app import create_app as create_api
+from services.web.auth import create_token
+from shared.db.engine import make_engine
+from shared.settings import ApiSettings
+from tests.integration.conftest import event, start_ingest
+from tests.integration.test_ingest_http import assert_problem
+
+
+@contextmanager
+def database_down(server_url: str, database_url: str) -> Iterator[None]:
+    name = sa.make_url(database_url).database
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"
+                ),
+                {"name": name},
+            )
+        yield
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin.dispose()
+
+
+def assert_unavailable(response: Any) -> None:
+    body = assert_problem(response, 503)
+    assert response.headers["retry-after"]
+    assert "database" in body["detail"]
+
+
+def test_ingest_answers_503_and_appends_nothing_while_the_database_is_down_then_accepts(
+    kafka_bootstrap: str, postgres_server_url: str, postgres_url: str, topic: str
+) -> None:
+    for ingest in start_ingest(kafka_bootstrap, postgres_url, topic):
+        headers = ingest.auth()
+        assert ingest.client.post("/v1/events", json=event(), headers=headers).status_code == 202
+        waiting = event()
+
+        with database_down(postgres_server_url, postgres_url):
+            # The token is remembered; the receipts lookup meets the outage.
+            assert_unavailable(ingest.client.post("/v1/events", json=waiting, headers=headers))
+            assert_unavailable(
+                ingest.client.post("/v1/events/batch", json=[event(), event()], headers=headers)
+            )
+            ready = ingest.client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["database"] is False
+            assert len(ingest.records()) == 1  # nothing of the refused requests was appended
+
+        retried = ingest.client.post("/v1/events", json=waiting, headers=headers)
+        assert retried.status_code == 202 and retried.json()["status"] == "accepted"
+        assert [r["event_id"] for r in ingest.records()].count(waiting["event_id"]) == 1
+        assert ingest.client.get("/readyz").json() == {
+            "status": "ok",
+            "kafka": True,
+            "database": True,
+        }
+
+
+def test_the_query_api_answers_503_while_the_database_is_down_then_serves_again(
+    kafka_bootstrap: str, postgres_server_url: str, postgres_url: str, topic: str
+) -> None:
+    engine = make_engine(postgres_url)
+    token = create_token(engine, "dashboard")[1]
+    engine.dispose()
+    settings = ApiSettings(
+        kafka_bootstrap_servers=kafka_bootstrap, database_url=postgres_url, events_topic=topic
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_api(settings), raise_server_exceptions=False) as client:
+        assert client.get("/v1/summary", headers=headers).status_code == 200
+
+        with database_down(postgres_server_url, postgres_url):
+            assert_unavailable(client.get("/v1/summary?province=42", headers=headers))
+            assert_unavailable(client.get("/v1/conferences", headers=headers))
+            assert client.get("/readyz").status_code == 503
+
+        assert client.get("/v1/summary?province=42", headers=headers).status_code == 200
