@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime
 
 
@@ -33,3 +34,25 @@ def configure_logging(level: str, service: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per-connection chatter
+
+
+class RepeatedFailure:
+    """The log of a task a thread retries in a loop (a background write, a reconnect): its
+    first failure is logged with the trace, the failures after it are not (an outage logged a
+    trace ten times a second), and the first success after them says how long it lasted."""
+
+    def __init__(self, logger: logging.Logger, task: str) -> None:
+        self._log = logger
+        self._task = task
+        self._since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+            self._log.error("%s failed; retrying until it works", self._task, exc_info=exc)
+
+    def succeeded(self) -> None:
+        if self._since is not None:
+            seconds = round(time.monotonic() - self._since, 1)
+            self._since = None
+            self._log.warning("%s works again", self._task, extra={"fields": {"after_s": seconds}})

@@ -22,6 +22,7 @@ from services.api.summary import Dimension, parse_group_by
 from services.web.auth import Authenticator, Principal
 from services.web.problems import Problem, invalid_parameter
 from shared.db.schema import ReadModels, districts, provinces, read_models
+from shared.logs import RepeatedFailure
 from shared.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -340,12 +341,15 @@ def keep_fresh(api: Api, stop: threading.Event, interval: float = 0.1) -> thread
     find a young reading and never wait on Kafka for it."""
 
     def read_forever() -> None:
+        outage = RepeatedFailure(log, "reading the freshness")  # requests read it meanwhile
         while not stop.wait(interval):
             started = time.monotonic()
             try:
                 api.recent_freshness.put(_read_freshness(api), started)
-            except Exception:  # a request will read it itself meanwhile
-                log.warning("reading the freshness failed", exc_info=True)
+            except Exception as exc:
+                outage.failed(exc)
+            else:
+                outage.succeeded()
 
     thread = threading.Thread(target=read_forever, name="freshness", daemon=True)
     thread.start()

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from services.web.problems import Problem, invalid_parameter
 from shared.db.schema import APPLIED_CHANNEL, ReadModels
+from shared.logs import RepeatedFailure
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +62,18 @@ class AppliedSignal:
             self._changed.notify_all()
 
     def _listen_forever(self) -> None:
+        outage = RepeatedFailure(log, "listening for projector commits")
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {APPLIED_CHANNEL}")
+                    outage.succeeded()
                     self._signal()  # whatever committed while nobody listened
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=1.0):
                             self._signal()
             except psycopg.Error as exc:
-                log.warning(
-                    "listening for projector commits failed; reconnecting",
-                    extra={"fields": {"error": str(exc)}},
-                )
+                outage.failed(exc)
                 self._stop.wait(RECONNECT_SECONDS)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from shared.db.schema import ingest_receipts
 from shared.db.upserts import insert_ignoring_conflicts, one_of
+from shared.logs import RepeatedFailure
 
 log = logging.getLogger(__name__)
 
@@ -131,20 +131,14 @@ class ReceiptBook:
             reader.close()
 
     def _write_loop(self) -> None:
-        failing_since: float | None = None
+        outage = RepeatedFailure(log, "writing receipts")  # they wait in memory meanwhile
         while not self._stop.wait(FLUSH_SECONDS):
             try:
                 self._flush()
-            except sa.exc.SQLAlchemyError:
-                # Logged once an outage, not every FLUSH_SECONDS; the receipts wait in memory.
-                if failing_since is None:
-                    failing_since = time.monotonic()
-                    log.exception("writing receipts failed; retrying until the database answers")
-                continue
-            if failing_since is not None:
-                seconds = round(time.monotonic() - failing_since, 1)
-                log.warning("receipts written again", extra={"fields": {"after_s": seconds}})
-                failing_since = None
+            except sa.exc.SQLAlchemyError as exc:
+                outage.failed(exc)
+            else:
+                outage.succeeded()
 
     def _flush(self) -> None:
         with self._lock:
