@@ -1,10 +1,10 @@
 """`make drill`: a bounded fault drill. Nothing answered 202 may be lost or counted twice.
 
 District clients post events (single and in batches) with retries and deliberate resends; the
-projector is killed with SIGKILL several times and the broker is restarted once meanwhile. At the
-end every accepted event must be in the log and in the aggregates exactly once (checked by
-counting against the clients' own records and by `ledger verify`), and no request may have had a
-5xx other than 503 while the broker was down.
+projector is killed with SIGKILL several times, and PostgreSQL and the broker are each restarted
+once meanwhile. At the end every accepted event must be in the log and in the aggregates exactly
+once (checked by counting against the clients' own records and by `ledger verify`), and no
+request may have had a 5xx other than 503 while a dependency was down.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     control = os.environ["LEDGER_TEST_BROKER_CONTROL"]
+    database_control = os.environ["LEDGER_TEST_DATABASE_CONTROL"]
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     admin = sa.create_engine(os.environ["DATABASE_URL"], isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -179,17 +180,18 @@ def main(argv: list[str] | None = None) -> int:
             client.start()
         projector = subprocess.Popen(ledger("serve", "projector"), env=env, cwd=ROOT)
         try:
-            # Faults at fixed points of the posting window: the kills spread over it, the broker
-            # restart in its second half, each a little jittered.
+            # Faults at fixed points of the posting window: the kills spread over it, the
+            # database restart in its first half and the broker's in its second, the kills a
+            # little jittered.
             rng = random.Random(stamp)
             started = time.monotonic()
             kill_at = [
                 options.seconds * (i + 1) / (options.kills + 1) + rng.uniform(-1, 1)
                 for i in range(options.kills)
             ]
-            restart_at = options.seconds * 0.6
-            broker_restarted = False
-            while kill_at or not broker_restarted:
+            restart_at = {database_control: options.seconds * 0.3, control: options.seconds * 0.6}
+            restarted: list[str] = []
+            while kill_at or restart_at:
                 now = time.monotonic() - started
                 if kill_at and now >= kill_at[0]:
                     kill_at.pop(0)
@@ -197,11 +199,13 @@ def main(argv: list[str] | None = None) -> int:
                     projector.wait()
                     kills += 1
                     projector = subprocess.Popen(ledger("serve", "projector"), env=env, cwd=ROOT)
-                if not broker_restarted and now >= restart_at:
-                    subprocess.run([control, "stop"], check=True, capture_output=True)
-                    time.sleep(3)
-                    subprocess.run([control, "start"], check=True, capture_output=True)
-                    broker_restarted = True
+                for script, at in list(restart_at.items()):
+                    if now >= at:
+                        del restart_at[script]
+                        subprocess.run([script, "stop"], check=True, capture_output=True)
+                        time.sleep(3)
+                        subprocess.run([script, "start"], check=True, capture_output=True)
+                        restarted.append(script)
                 time.sleep(0.1)
             for client in clients:
                 client.join()
@@ -221,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         answers_503=tally.unavailable,
         other_5xx=len(tally.other_5xx),
         projector_kills_survived=kills,
-        broker_restarts=1 if broker_restarted else 0,
+        database_restarts=restarted.count(database_control),
+        broker_restarts=restarted.count(control),
         verify_exit=verify.returncode,
     )
     print(json.dumps(figures, indent=2))

@@ -18,6 +18,7 @@ start_stack() {
   export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
   DATABASE_URL="$(deploy/postgres/postgres.sh url postgres)"
   export DATABASE_URL
-  # Lets fault tests and drills stop and restart this broker for real.
+  # Lets fault tests and drills stop and restart this broker and this database for real.
   export LEDGER_TEST_BROKER_CONTROL="$PWD/deploy/kafka/kafka.sh"
+  export LEDGER_TEST_DATABASE_CONTROL="$PWD/deploy/postgres/postgres.sh"
 }
