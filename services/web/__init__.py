@@ -1,4 +1,5 @@
-"""What the two HTTP services share: authentication, problem details, app settings."""
+"""What the two HTTP services share: tokens (``auth``), problem details (``problems``), and
+the options both build their FastAPI app with."""
 
 from fastapi.telemetry import TelemetryConfig
 
