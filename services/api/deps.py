@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Annotated
@@ -30,15 +32,27 @@ log = logging.getLogger(__name__)
 
 class LogPositions:
     """What the API asks of the log: its end offsets (cached for ``max_age`` seconds) and the
-    append time of a record, to say how long the oldest unapplied record has waited."""
+    append time of a record, to say how long the oldest unapplied record has waited.
 
-    def __init__(self, bootstrap_servers: str, topic: str, max_age: float = 0.5) -> None:
+    While the broker does not answer, the answer is None (the lag is unknown) at once: after a
+    failure the log is not asked again for ``retry_after`` seconds, and a caller does not queue
+    behind another's question for more than ``LOCK_WAIT_SECONDS``. Each question took 3 s while
+    the broker was down, and every summary and list waited 4-6 s for one.
+    """
+
+    LOCK_WAIT_SECONDS = 0.2
+
+    def __init__(
+        self, bootstrap_servers: str, topic: str, max_age: float = 0.5, retry_after: float = 1.0
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.max_age = max_age
+        self.retry_after = retry_after
         self._lock = threading.Lock()
         self._consumer: KafkaConsumer | None = None
         self._cached: tuple[float, dict[int, int]] | None = None
+        self._unreachable_until = 0.0
         # partition -> (when read, offset, log timestamp ms) of the last record read there
         self._last_read: dict[int, tuple[float, int, int]] = {}
 
@@ -56,15 +70,32 @@ class LogPositions:
             )
         return self._consumer
 
+    @contextmanager
+    def _asking(self) -> Iterator[bool]:
+        """Holds the lock while it yields whether the log may be asked now."""
+        if not self._lock.acquire(timeout=self.LOCK_WAIT_SECONDS):
+            yield False  # another caller is waiting on the log: it is slow or down
+            return
+        try:
+            yield time.monotonic() >= self._unreachable_until
+        finally:
+            self._lock.release()
+
+    def _unreachable(self) -> None:
+        self._unreachable_until = time.monotonic() + self.retry_after
+
     def end_offsets(self) -> dict[int, int] | None:
-        with self._lock:
+        with self._asking() as may_ask:
             if self._cached and time.monotonic() - self._cached[0] < self.max_age:
                 return self._cached[1]
+            if not may_ask:
+                return None
             try:
                 consumer = self._client()
                 partitions = consumer.partitions_for_topic(self.topic) or set()
                 ends = consumer.end_offsets([TopicPartition(self.topic, p) for p in partitions])
             except KafkaError:
+                self._unreachable()
                 return None
             result = {tp.partition: offset for tp, offset in ends.items()}
             self._cached = (time.monotonic(), result)
@@ -78,13 +109,15 @@ class LogPositions:
         busy API from reading Kafka on every request while the projector moves through a
         backlog (each request would otherwise ask for a new offset).
         """
-        with self._lock:
+        with self._asking() as may_ask:
             now = time.monotonic()
             last = self._last_read.get(partition)
             if last is not None and (
                 last[1] == offset or (now - last[0] < self.max_age and last[1] <= offset)
             ):
                 return last[2]
+            if not may_ask:
+                return None
             found = self._read_timestamp(TopicPartition(self.topic, partition), offset, timeout)
             if found is not None:
                 self._last_read[partition] = (now, offset, found)
@@ -101,6 +134,7 @@ class LogPositions:
                     # Past the offset means the record is gone (compacted): nothing to measure.
                     return int(record.timestamp) if record.offset == offset else None
         except KafkaError:
+            self._unreachable()
             return None
         return None
 

@@ -4,16 +4,19 @@ records, and read-your-writes that gives up cleanly."""
 from __future__ import annotations
 
 import copy
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from kafka import KafkaProducer
 
+from services.api.deps import LogPositions
 from shared.examples import EXAMPLES
-from tests.support import running_stack, until_projected
+from tests.support import free_port, running_stack, until_projected
 
 
 def test_the_lag_is_how_long_the_oldest_unapplied_record_has_waited_and_parked_ones_are_counted(
@@ -71,3 +74,39 @@ def test_the_lag_is_how_long_the_oldest_unapplied_record_has_waited_and_parked_o
         assert (fresh["records_behind"], fresh["lag_ms"], fresh["dead_letters"]) == (0, 0, 1)
         assert caught_up.json()["rows"][0]["conferences"] == 1
         api.close()
+
+
+def test_while_the_broker_does_not_answer_the_log_positions_are_unknown_without_waiting_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A real address nobody listens on: every question to it fails as a stopped broker's would.
+    positions = LogPositions(f"127.0.0.1:{free_port()}", "events", retry_after=0.5)
+    questions = 0
+    connect = positions._client
+
+    def counted() -> Any:
+        nonlocal questions
+        questions += 1
+        return connect()
+
+    monkeypatch.setattr(positions, "_client", counted)
+
+    assert positions.end_offsets() is None
+    assert questions == 1
+    # Within retry_after the log is not asked again: summaries and lists answered 4-6 s late
+    # while the broker was down, each waiting for its own question to time out.
+    assert positions.end_offsets() is None
+    assert positions.appended_at_ms(0, 0) is None
+    assert questions == 1
+
+    # Nor does a caller queue behind another caller's question for long.
+    answers: list[dict[int, int] | None] = []
+    with positions._lock:  # someone is asking the log
+        behind = threading.Thread(target=lambda: answers.append(positions.end_offsets()))
+        behind.start()
+        behind.join(timeout=10)
+    assert not behind.is_alive() and answers == [None]
+
+    time.sleep(0.6)  # past retry_after: the log is asked again
+    assert positions.end_offsets() is None
+    assert questions == 2
