@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 INLINE_SENDS = 16
 
+REFUSED_WHILE_FAILING = Counter(
+    "ingest_appends_refused_while_failing_total",
+    "Appends answered 503 at once because the last one failed and another is trying the log",
+)
 PRODUCERS_REPLACED = Counter(
     "ingest_kafka_producers_replaced_total",
     "Kafka producers replaced because they acknowledged nothing for two produce timeouts",
@@ -89,6 +93,10 @@ class EventLogWriter:
         # When the current producer was made, and when it last had a request acknowledged.
         self._producer_since = self._acked_at = time.monotonic()
         self._replacing = threading.Event()
+        # After an append failed, one request at a time finds out whether the log is back; the
+        # others meanwhile are refused at once instead of each waiting out the timeout.
+        self._failing = False
+        self._probing = False
 
     def _new_producer(self) -> KafkaProducer:
         timeout_ms = int(self.timeout_seconds * 1000)
@@ -115,13 +123,33 @@ class EventLogWriter:
     async def append(self, records: Sequence[tuple[str, bytes]]) -> list[Position]:
         """Append (key, value) records; return their positions once all are acknowledged.
 
-        The request waits on the broker's acks without holding a thread: the producer's I/O
-        thread resolves one asyncio future when the last record is acknowledged. ``send`` goes
-        to the thread pool for big batches and whenever topic metadata is unknown, because it
-        then blocks (a broker outage).
+        Raises LogUnavailable when the log did not acknowledge within the timeout, and at once
+        while the last append failed and another request is finding out whether the log is
+        back: during a broker outage one request at a time waits, not every request.
         """
         if not records:
             return []
+        if self._failing and self._probing:
+            REFUSED_WHILE_FAILING.inc()
+            raise LogUnavailable("the last append failed; another request is trying the log")
+        probing = self._probing = self._failing
+        try:
+            positions = await self._append_now(records)
+        except LogUnavailable:
+            self._failing = True
+            raise
+        finally:
+            if probing:
+                self._probing = False
+        self._failing = False
+        return positions
+
+    async def _append_now(self, records: Sequence[tuple[str, bytes]]) -> list[Position]:
+        """The append itself. The request waits on the broker's acks without holding a thread:
+        the producer's I/O thread resolves one asyncio future when the last record is
+        acknowledged. ``send`` goes to the thread pool for big batches and whenever topic
+        metadata is unknown, because it then blocks (a broker outage).
+        """
         acks = _Acks(asyncio.get_running_loop(), len(records))
 
         def send_all() -> None:

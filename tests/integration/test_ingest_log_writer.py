@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 import time
 
 from prometheus_client import REGISTRY
 
 from services.ingest.log_writer import EventLogWriter, LogUnavailable, Position
+from tests.support import broker_control
 
 
 def test_a_producer_that_lost_its_producer_id_is_replaced_and_appends_go_on(
@@ -54,3 +56,48 @@ def test_a_producer_that_lost_its_producer_id_is_replaced_and_appends_go_on(
 def producer_threads() -> int:
     """The I/O threads of ingest's Kafka producers in this process (named after the client id)."""
     return sum(t.name == "district-ledger-ingest-network-thread" for t in threading.enumerate())
+
+
+def test_while_the_broker_is_down_one_append_at_a_time_waits_and_the_others_are_refused_at_once(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    control = broker_control()
+    writer = EventLogWriter(kafka_bootstrap, topic, timeout_seconds=2)
+    refused_before = REGISTRY.get_sample_value("ingest_appends_refused_while_failing_total") or 0
+
+    async def outcome() -> str:
+        try:
+            await writer.append([("436", b"x")])
+        except LogUnavailable:
+            return "unavailable"
+        return "appended"
+
+    async def during_the_outage() -> tuple[str, list[str]]:
+        first = await outcome()  # waits out the timeout
+        together = await asyncio.gather(*(outcome() for _ in range(5)))
+        return first, together
+
+    async def after_it() -> list[str]:
+        deadline = time.monotonic() + 60
+        while await outcome() != "appended":  # one at a time: each finds out for itself
+            assert time.monotonic() < deadline, "the log did not come back within 60 s"
+            await asyncio.sleep(0.5)
+        return await asyncio.gather(*(outcome() for _ in range(5)))
+
+    try:
+        assert asyncio.run(outcome()) == "appended"
+        subprocess.run([control, "stop"], check=True, capture_output=True)
+        try:
+            first, together = asyncio.run(during_the_outage())
+        finally:
+            subprocess.run([control, "start"], check=True, capture_output=True)
+        back = asyncio.run(after_it())
+    finally:
+        writer.close()
+
+    assert first == "unavailable"
+    # One of the five tried the log and waited; four were refused without waiting for it.
+    assert together == ["unavailable"] * 5
+    refused = REGISTRY.get_sample_value("ingest_appends_refused_while_failing_total") or 0
+    assert refused - refused_before == 4
+    assert back == ["appended"] * 5  # once an append got through, nobody is refused
