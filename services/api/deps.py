@@ -53,6 +53,7 @@ class LogPositions:
         self._consumer: KafkaConsumer | None = None
         self._cached: tuple[float, dict[int, int]] | None = None
         self._unreachable_until = 0.0
+        self._last_question_failed = False
         # partition -> (when read, offset, log timestamp ms) of the last record read there
         self._last_read: dict[int, tuple[float, int, int]] = {}
 
@@ -83,6 +84,13 @@ class LogPositions:
 
     def _unreachable(self) -> None:
         self._unreachable_until = time.monotonic() + self.retry_after
+        self._last_question_failed = True
+
+    @property
+    def unreachable(self) -> bool:
+        """The log did not answer the last question, and none has been answered since (the
+        freshness thread asks about every second while it does not answer)."""
+        return self._last_question_failed
 
     def end_offsets(self) -> dict[int, int] | None:
         with self._asking() as may_ask:
@@ -99,6 +107,7 @@ class LogPositions:
                 return None
             result = {tp.partition: offset for tp, offset in ends.items()}
             self._cached = (time.monotonic(), result)
+            self._last_question_failed = False
             return result
 
     def appended_at_ms(self, partition: int, offset: int, timeout: float = 1.0) -> int | None:

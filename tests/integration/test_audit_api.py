@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from fastapi.testclient import TestClient
 from kafka import KafkaProducer
 
 from services.api.app import create_app
-from services.api.audit_log import KafkaLog, Slice
+from services.api.audit_log import KafkaLog, LogUnavailable, Slice
 from services.api.audit_replay import Anchor, ReplayFilter, ReplayPlan, plan_replay, replay_lines
+from services.api.routes import audit as audit_routes
 from services.projector.store import LogRecord, ReadModelStore
 from services.web.auth import create_token
 from shared.db.engine import make_engine
@@ -31,6 +33,7 @@ from shared.examples import EXAMPLES
 from shared.ledger import Record
 from shared.records import encode_event, genesis_hash
 from shared.settings import ApiSettings
+from tests.support import free_port
 
 HA_TINH_CITY = "436"
 DAY_ONE = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -201,3 +204,40 @@ def test_a_replay_reads_the_log_one_batch_at_a_time_as_the_client_takes_it(
     assert first.count(b"\n") == 500
     assert taken <= 501  # one batch (and the record that closed it), not the 5,000
     lines.close()
+
+
+def test_while_the_log_does_not_answer_the_audit_endpoints_answer_503_without_waiting_on_it(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real address nobody listens on, as a stopped broker: connecting to it takes the whole
+    # 10 s timeout, which every audit request used to wait out before its 503.
+    opened: list[object] = []
+
+    def connecting(*args: object, **kwargs: object) -> KafkaLog:
+        opened.append(args)
+        raise LogUnavailable("unreachable")
+
+    monkeypatch.setattr(audit_routes, "KafkaLog", connecting)
+    engine = make_engine(sqlite_url)
+    auditor = {"Authorization": f"Bearer {create_token(engine, 'auditor')[1]}"}
+    engine.dispose()
+    settings = ApiSettings(
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        database_url=sqlite_url,
+        events_topic="events",
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        positions = client.app.state.api.positions  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 30
+        while not positions.unreachable:  # the freshness thread's first question fails
+            assert time.monotonic() < deadline, "the freshness thread never asked the log"
+            time.sleep(0.1)
+        for path in (
+            "/v1/audit/events?district=436",
+            "/v1/audit/state?as_of=2026-01-01T00:00:00Z",
+            "/v1/audit/verify",
+        ):
+            response = client.get(path, headers=auditor)
+            assert response.status_code == 503, (path, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+    assert opened == []  # answered from what the API knew, without trying the log again

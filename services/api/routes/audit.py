@@ -75,6 +75,10 @@ def unavailable(exc: Exception) -> Problem:
 
 
 def open_log(api: Api) -> KafkaLog:
+    # Connecting to a broker that is down takes the whole 10 s timeout: answer 503 at once while
+    # the freshness thread's last question to the log went unanswered.
+    if api.positions.unreachable:
+        raise LogUnavailable("the log did not answer a moment ago")
     return KafkaLog(api.settings.kafka_bootstrap_servers, api.settings.events_topic)
 
 
