@@ -82,7 +82,7 @@ class LogPositions:
         finally:
             self._lock.release()
 
-    def _unreachable(self) -> None:
+    def _note_failure(self) -> None:
         self._unreachable_until = time.monotonic() + self.retry_after
         self._last_question_failed = True
 
@@ -103,7 +103,7 @@ class LogPositions:
                 partitions = consumer.partitions_for_topic(self.topic) or set()
                 ends = consumer.end_offsets([TopicPartition(self.topic, p) for p in partitions])
             except KafkaError:
-                self._unreachable()
+                self._note_failure()
                 return None
             result = {tp.partition: offset for tp, offset in ends.items()}
             self._cached = (time.monotonic(), result)
@@ -143,7 +143,7 @@ class LogPositions:
                     # Past the offset means the record is gone (compacted): nothing to measure.
                     return int(record.timestamp) if record.offset == offset else None
         except KafkaError:
-            self._unreachable()
+            self._note_failure()
             return None
         return None
 
