@@ -83,9 +83,14 @@ def _statement(
     if staged is None:
         insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
     else:
-        source = sa.table(f"stage_{table.name}", *[sa.column(n) for n in staged])
+        source = sa.table(_stage(table), *[sa.column(n) for n in staged])
         insert = postgresql.insert(table).from_select(list(staged), sa.select(*source.c))
     return on_conflict.finish(insert, table)
+
+
+def _stage(table: sa.Table) -> str:
+    """The temporary table big upserts into ``table`` are COPYed into first."""
+    return f"stage_{table.name}"
 
 
 def _write(conn: sa.Connection, table: sa.Table, rows: Rows, on_conflict: _OnConflict) -> None:
@@ -96,7 +101,7 @@ def _write(conn: sa.Connection, table: sa.Table, rows: Rows, on_conflict: _OnCon
         conn.execute(_statement(dialect, table, on_conflict, None), list(rows))
         return
     names = tuple(rows[0])
-    stage = f"stage_{table.name}"
+    stage = _stage(table)
     conn.exec_driver_sql(
         f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}" INCLUDING DEFAULTS)'
     )

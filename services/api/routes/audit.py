@@ -33,7 +33,7 @@ from services.api.deps import (
 from services.api.routes.summary import SummaryRow
 from services.api.tabular import Tabular, respond
 from services.web.auth import Principal, require_role
-from services.web.problems import Problem, invalid_parameter
+from services.web.problems import RETRY_AFTER_SECONDS, Problem, invalid_parameter
 from shared import registry
 from shared.events import EVENT_TYPES
 from shared.ledger import fold_log, summarize
@@ -70,7 +70,10 @@ def instant(name: str, value: str, *, end_of_day: bool = False) -> datetime:
 
 def unavailable(exc: Exception) -> Problem:
     return Problem(
-        503, "Service Unavailable", f"Kafka did not answer: {exc}", headers={"Retry-After": "5"}
+        503,
+        "Service Unavailable",
+        f"Kafka did not answer: {exc}",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
 
 
