@@ -18,7 +18,13 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from services.ingest import receipts
-from services.ingest.intake import NDJSON, body_digest, parse_batch_body, parse_json, validate_event
+from services.ingest.intake import (
+    NDJSON,
+    body_digest,
+    parse_json,
+    validate_batch,
+    validate_event,
+)
 from services.ingest.log_writer import EventLogWriter, LogUnavailable
 from services.ingest.openapi import event_request_body, install_event_schemas
 from services.ingest.rate_limit import RateLimiter
@@ -172,44 +178,14 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         body = await read_body(
             request, ingest.settings.max_body_bytes, {"application/json", NDJSON}
         )
-        items = parse_batch_body(body, content_type)
-        limit = ingest.settings.max_batch_items
-        if not items or len(items) > limit:
-            raise Problem(
-                422,
-                "Unprocessable Content",
-                f"A batch holds 1 to {limit} events; this one holds {len(items)}.",
-            )
-        now = utc_now()
-        valid: list[Event] = []
-        errors: list[dict[str, Any]] = []
-        forbidden: list[int] = []
-        for index, item in enumerate(items):
-            event, item_errors, item_forbidden = validate_event(
-                item, principal, ingest.known_districts, now, prefix=(index,)
-            )
-            if item_forbidden:
-                forbidden.append(index)
-            elif event is None:
-                errors.extend({**error, "index": index} for error in item_errors)
-            else:
-                valid.append(event)
-        if forbidden:
-            raise Problem(
-                403,
-                "Forbidden",
-                "A district token may only post its own district's events.",
-                forbidden_items=forbidden,
-            )
-        if errors:
-            bad = sorted({error["index"] for error in errors})
-            raise Problem(
-                422,
-                "Unprocessable Content",
-                f"{len(bad)} of {len(items)} events are invalid; none was accepted.",
-                errors=errors,
-                invalid_items=bad,
-            )
+        valid = validate_batch(
+            body,
+            content_type,
+            principal,
+            ingest.known_districts,
+            utc_now(),
+            ingest.settings.max_batch_items,
+        )
         result = await append_events(ingest, valid)
         LATENCY.labels("batch").observe(time.perf_counter() - started)
         return BatchReceipts(receipts=result)
