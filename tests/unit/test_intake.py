@@ -58,7 +58,9 @@ def test_a_valid_batch_is_accepted_as_a_whole_as_the_same_events() -> None:
     "change",
     [
         pytest.param(lambda items: items.append({**items[0], "district_code": "437"}), id="other"),
-        pytest.param(lambda items: items.append({**items[0], "district_code": "999"}), id="unknown"),
+        pytest.param(
+            lambda items: items.append({**items[0], "district_code": "999"}), id="unknown"
+        ),
         pytest.param(lambda items: items[0]["payload"].update(attendees=-1), id="invalid"),
         pytest.param(lambda items: items.clear(), id="empty"),
     ],
@@ -126,8 +128,9 @@ json_values = st.sampled_from(EDGES) | st.recursive(
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=6,
 )
 
