@@ -9,6 +9,7 @@ so rewriting any stored byte changes every hash after it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,11 +37,14 @@ def event_body(event: Event) -> dict[str, Any]:
 
 
 def encode_event(event: Event, received_at: datetime) -> bytes:
-    return encode_body(event_body(event), received_at)
+    [value] = encode_bodies([event_body(event)], received_at)
+    return value
 
 
-def encode_body(body: dict[str, Any], received_at: datetime) -> bytes:
-    return canonical_json({**body, "received_at": received_at.astimezone(UTC).isoformat()})
+def encode_bodies(bodies: Iterable[dict[str, Any]], received_at: datetime) -> list[bytes]:
+    """Record values for event bodies received together (the time formatted once for all)."""
+    stamp = received_at.astimezone(UTC).isoformat()
+    return [canonical_json({**body, "received_at": stamp}) for body in bodies]
 
 
 def decode_record(value: bytes | None, partition: int, offset: int) -> StoredEvent:

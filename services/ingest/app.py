@@ -35,7 +35,7 @@ from shared.db.engine import database_answers, make_engine
 from shared.db.schema import districts
 from shared.events import Event, utc_now
 from shared.logs import configure_logging
-from shared.records import encode_body, event_body
+from shared.records import encode_bodies, event_body
 from shared.runtime import tune_garbage_collector
 from shared.settings import IngestSettings, get_ingest_settings
 
@@ -272,7 +272,8 @@ async def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
     # One per id (repeats in a request have equal bodies: conflicts were refused above).
     new = {i: (e, b) for i, e, b in zip(ids, events, bodies, strict=True) if i not in stored}
     received_at: datetime = utc_now()
-    records = [(e.district_code, encode_body(b, received_at)) for e, b in new.values()]
+    values = encode_bodies((b for _, b in new.values()), received_at)
+    records = [(e.district_code, v) for (e, _), v in zip(new.values(), values, strict=True)]
     try:
         positions = (await ingest.writer.append(records)) if records else []
     except LogUnavailable as exc:
