@@ -35,10 +35,12 @@ class Role(StrEnum):
 @app.command()
 def serve(
     service: Service,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes (HTTP services)")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="uvicorn worker processes (HTTP services)")
+    ] = 1,
 ) -> None:
     """Run one service in the foreground until SIGTERM or Ctrl-C."""
-    import uvicorn
+    from services.web.serving import serve as serve_http
 
     if service is Service.projector:
         from services.projector.main import main
@@ -57,15 +59,7 @@ def serve(
 
         api = get_api_settings()
         host, port, target = api.api_host, api.api_port, "services.api.app:create_app"
-    uvicorn.run(
-        target,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    serve_http(target, host, port, workers)
 
 
 @app.command()
