@@ -40,7 +40,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Run one service in the foreground until SIGTERM or Ctrl-C."""
-    from services.web.serving import serve as serve_http
+    import uvicorn
 
     if service is Service.projector:
         from services.projector.main import main
@@ -59,7 +59,15 @@ def serve(
 
         api = get_api_settings()
         host, port, target = api.api_host, api.api_port, "services.api.app:create_app"
-    serve_http(target, host, port, workers)
+    uvicorn.run(
+        target,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 @app.command()

@@ -58,13 +58,11 @@ class Stack:
     database_url: str
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(
-        self, service: str, name: str | None = None, workers: int = 1
-    ) -> subprocess.Popen[bytes]:
+    def start(self, service: str, name: str | None = None) -> subprocess.Popen[bytes]:
         name = name or service
         log = (self.logs / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", service, "--workers", str(workers)],
+            [sys.executable, "-m", "services.cli", "serve", service],
             env=self.env,
             cwd=ROOT,
             stdout=log,
