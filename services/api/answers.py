@@ -52,6 +52,15 @@ class AnswerMemory:
                 return self._answers[key]
         return None
 
+    def newest(self, question: Hashable) -> tuple[Any, float] | None:
+        """(answer, age): the newest answer computed for this question at any position, and how
+        long ago its computation began; None if none is remembered."""
+        with self._lock:
+            newest = self._newest.get(question)
+        if newest is None:
+            return None
+        return newest[2], time.monotonic() - newest[0]
+
     async def answer(
         self,
         question: Hashable,

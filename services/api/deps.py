@@ -343,6 +343,13 @@ class Freshness(BaseModel):
     def headers(self) -> dict[str, str]:
         return {} if self.lag_ms is None else {"X-Projection-Lag-Ms": str(self.lag_ms)}
 
+    def unknown_lag(self) -> Freshness:
+        """This reading when how far the log has gone since cannot be known (the database is
+        down): what was applied stays true of the data it came with."""
+        return self.model_copy(
+            update={"log_end_offsets": None, "records_behind": None, "lag_ms": None}
+        )
+
     def aged(self, seconds: float) -> Freshness:
         """This reading, ``seconds`` after it was taken: if it was behind, it has waited longer."""
         if self.lag_ms:

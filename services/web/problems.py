@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "5"
+# The database down, restarting, refusing connections, or its pool exhausted.
+DATABASE_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.TimeoutError)
 
 
 class Problem(Exception):
@@ -117,11 +119,8 @@ def install(app: FastAPI) -> None:
             exc.status_code, _title(exc.status_code), str(exc.detail), headers=headers
         ).response(request.url.path)
 
-    # The database down, restarting, refusing connections, or its pool exhausted: not the
-    # caller's fault, and worth a retry. Ingest looks up receipts before it appends, so a
-    # request that meets this has appended nothing.
-    @app.exception_handler(sa.exc.OperationalError)
-    @app.exception_handler(sa.exc.TimeoutError)
+    # Not the caller's fault, and worth a retry. Ingest looks up receipts before it appends,
+    # so a request that meets this has appended nothing.
     async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning(
             "the database is unavailable",
@@ -133,6 +132,9 @@ def install(app: FastAPI) -> None:
             "The database did not answer; nothing was accepted or changed. Retry later.",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         ).response(request.url.path)
+
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

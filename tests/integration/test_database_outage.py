@@ -1,4 +1,5 @@
-"""Both HTTP services while their PostgreSQL database refuses connections: 503, not 500.
+"""Both HTTP services while their PostgreSQL database refuses connections: 503, not 500, except
+for summaries the query API can answer from memory.
 
 The outage is real: the test's database stops accepting connections and every session on it is
 terminated (what a database restart or failover does to clients), then it is let back in.
@@ -6,6 +7,7 @@ terminated (what a database restart or failover does to clients), then it is let
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -75,7 +77,7 @@ def test_ingest_answers_503_and_appends_nothing_while_the_database_is_down_then_
         }
 
 
-def test_the_query_api_answers_503_while_the_database_is_down_then_serves_again(
+def test_the_query_api_serves_remembered_summaries_marked_old_and_503_otherwise_while_the_database_is_down(
     kafka_bootstrap: str, postgres_server_url: str, postgres_url: str, topic: str
 ) -> None:
     engine = make_engine(postgres_url)
@@ -86,11 +88,24 @@ def test_the_query_api_answers_503_while_the_database_is_down_then_serves_again(
     )
     headers = {"Authorization": f"Bearer {token}"}
     with TestClient(create_api(settings), raise_server_exceptions=False) as client:
-        assert client.get("/v1/summary", headers=headers).status_code == 200
+        before = client.get("/v1/summary", headers=headers)
+        assert before.status_code == 200
+        assert "age" not in before.headers
 
         with database_down(postgres_server_url, postgres_url):
+            time.sleep(0.5)  # older than the remembered freshness reading: it is asked anew
+            served = client.get("/v1/summary", headers=headers)
+            assert served.status_code == 200, served.text
+            assert int(served.headers["age"]) >= 0
+            assert served.json()["rows"] == before.json()["rows"]
+            freshness = served.json()["freshness"]
+            assert freshness["applied_offsets"] == before.json()["freshness"]["applied_offsets"]
+            assert (freshness["lag_ms"], freshness["log_end_offsets"]) == (None, None)
+            # Never computed, or waiting for receipts, or a list: nothing to serve.
             assert_unavailable(client.get("/v1/summary?province=42", headers=headers))
+            assert_unavailable(client.get("/v1/summary?after=0:0", headers=headers))
             assert_unavailable(client.get("/v1/conferences", headers=headers))
             assert client.get("/readyz").status_code == 503
 
-        assert client.get("/v1/summary?province=42", headers=headers).status_code == 200
+        again = client.get("/v1/summary?province=42", headers=headers)
+        assert again.status_code == 200 and "age" not in again.headers

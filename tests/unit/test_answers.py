@@ -123,3 +123,19 @@ def test_a_young_enough_answer_is_served_without_starting_a_computation() -> Non
     answer, age = asyncio.run(asks())
     assert answer == "old rows" and 0 < age < 5
     assert new.calls == 0
+
+
+def test_the_newest_answer_of_a_question_is_recalled_with_its_age_whatever_its_position() -> None:
+    memory = AnswerMemory()
+
+    async def asks() -> None:
+        await memory.answer(("summary",), {"0": 5}, Counting("older"))
+        await memory.answer(("summary",), {"0": 6}, Counting("newer"))
+
+    asyncio.run(asks())
+    time.sleep(0.1)
+    newest = memory.newest(("summary",))
+    assert newest is not None
+    answer, age = newest
+    assert answer == "newer" and 0.1 <= age < 5
+    assert memory.newest(("summary", "42")) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.api.deps import (
     AfterQuery,
+    Api,
     ApiDep,
     DistrictQuery,
     Freshness,
@@ -17,6 +19,7 @@ from services.api.deps import (
     GroupByQuery,
     PrincipalDep,
     ProvinceQuery,
+    Scope,
     ToQuery,
     check_range,
     freshness_on_loop,
@@ -24,8 +27,9 @@ from services.api.deps import (
     resolve_scope,
 )
 from services.api.read_your_writes import parse_after, wait_until_applied
-from services.api.summary import summary_rows
+from services.api.summary import Dimension, summary_rows
 from services.api.tabular import Tabular, respond
+from services.web.problems import DATABASE_UNAVAILABLE
 
 router = APIRouter(prefix="/v1", tags=["summary"])
 
@@ -95,7 +99,43 @@ async def get_summary(
             api.settings.read_your_writes_timeout_seconds,
             api.applied,
         )
-    fresh = await freshness_on_loop(api, recent=not wanted)
+    question = ("summary", scope.province, scope.district, from_, to, tuple(dims))
+    headers: dict[str, str] = {}
+    try:
+        rows, rows_json, shown = await _summary_at_freshness(
+            api, question, scope, dims, from_, to, recent=not wanted
+        )
+    except DATABASE_UNAVAILABLE:
+        # A dashboard keeps its last figures through a database restart, marked as old
+        # (``Age``, RFC 9111) with the lag unknown; a caller waiting for its receipts cannot.
+        remembered = None if wanted else api.answers.newest(question)
+        if remembered is None:
+            raise
+        (rows, rows_json, then), age = remembered
+        shown = then.unknown_lag()
+        headers["Age"] = str(int(age))
+    headers.update(shown.headers())
+    if tabular:
+        return respond(tabular, Summary(rows=rows, freshness=shown), "summary", headers)
+    return Response(
+        b'{"rows":' + rows_json + b',"freshness":' + shown.model_dump_json().encode() + b"}",
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def _summary_at_freshness(
+    api: Api,
+    question: tuple[Any, ...],
+    scope: Scope,
+    dims: list[Dimension],
+    from_: date | None,
+    to: date | None,
+    *,
+    recent: bool,
+) -> tuple[list[SummaryRow], bytes, Freshness]:
+    """The rows (and their JSON) at the projection position the freshness read, with it."""
+    fresh = await freshness_on_loop(api, recent=recent)
 
     def compute() -> tuple[list[SummaryRow], bytes, Freshness]:
         with api.engine.connect() as conn:
@@ -113,21 +153,13 @@ async def get_summary(
         # and encoding them on every request was most of a remembered answer's cost.
         return rows, ROWS_JSON.dump_json(rows, exclude_unset=True), fresh
 
-    question = ("summary", scope.province, scope.district, from_, to, tuple(dims))
     # A caller waiting for its receipts needs the answer at its position; others may get the
     # previous one while it is computed, with the freshness that one was computed at.
     (rows, rows_json, freshness_then), age = await api.answers.answer(
         question,
         fresh.applied_offsets,
         compute,
-        stale_for=0 if wanted else api.settings.summary_stale_seconds,
+        stale_for=api.settings.summary_stale_seconds if recent else 0,
         refresh_every=api.settings.summary_refresh_seconds,
     )
-    shown = freshness_then.aged(age) if age else fresh
-    if tabular:
-        return respond(tabular, Summary(rows=rows, freshness=shown), "summary", shown.headers())
-    return Response(
-        b'{"rows":' + rows_json + b',"freshness":' + shown.model_dump_json().encode() + b"}",
-        media_type="application/json",
-        headers=shown.headers(),
-    )
+    return rows, rows_json, freshness_then.aged(age) if age else fresh
