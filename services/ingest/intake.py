@@ -126,11 +126,9 @@ def _accepted_as_a_whole(
         return None
     if not 0 < len(events) <= limit:
         return None
-    for event in events:
-        if event.district_code != principal.district_code:
-            return None
-        if event.district_code not in known_districts:
-            return None
+    mine = principal.district_code
+    if any(e.district_code != mine or mine not in known_districts for e in events):
+        return None
     return events
 
 
