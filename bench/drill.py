@@ -4,7 +4,8 @@ District clients post events (single and in batches) with retries and deliberate
 projector is killed with SIGKILL several times, and PostgreSQL and the broker are each restarted
 once meanwhile. At the end every accepted event must be in the log and in the aggregates exactly
 once (checked by counting against the clients' own records and by `ledger verify`), and no
-request may have had a 5xx other than 503 while a dependency was down.
+request may have had a 5xx other than 503 while a dependency was down: neither the clients' posts
+nor a dashboard's summaries, asked of the query API all along.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Tally:
     unavailable: int = 0
     other_5xx: list[str] = field(default_factory=list)
     retries: int = 0
+    summaries: Counter[str] = field(default_factory=Counter)  # the dashboard's answers, by kind
 
 
 def post_with_retries(
@@ -119,6 +121,32 @@ def district_client(
                         tally.duplicates_answered += receipt["status"] == "duplicate"
 
 
+def dashboard(url: str, token: str, tally: Tally, stop: threading.Event) -> None:
+    """A provincial dashboard asking for its summary ten times a second through the faults: it
+    must get the current figures, remembered ones marked with ``Age`` while the database is
+    down, or a 503, and never another 5xx."""
+    with httpx.Client(
+        base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
+        while not stop.wait(0.1):
+            try:
+                response = client.get("/v1/summary", params={"group_by": "province"})
+            except httpx.HTTPError:
+                kind = "no answer"
+            else:
+                status = response.status_code
+                kind = (
+                    ("remembered" if "age" in response.headers else "current")
+                    if status == 200
+                    else str(status)
+                )
+                if status >= 500 and status != 503:
+                    with tally.lock:
+                        tally.other_5xx.append(f"GET /v1/summary: {status} {response.text[:200]}")
+            with tally.lock:
+                tally.summaries[kind] += 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=50_000)
@@ -142,13 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     engine = make_engine(database_url)
     topic = f"drill-{stamp}"
     ensure_topics(bootstrap, topic, 6, f"{topic}.dead-letters")
-    ingest_port = free_port()
+    ingest_port, api_port = free_port(), free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "EVENTS_TOPIC": topic,
         "DEAD_LETTER_TOPIC": f"{topic}.dead-letters",
         "INGEST_PORT": str(ingest_port),
+        "API_PORT": str(api_port),
         "PROJECTOR_METRICS_PORT": str(free_port()),
         "PROJECTOR_GROUP_ID": f"drill-{stamp}",
         "PRODUCE_TIMEOUT_SECONDS": "5",
@@ -159,8 +188,24 @@ def main(argv: list[str] | None = None) -> int:
     tally = Tally()
     kills = 0
     deadline = time.monotonic() + 900
-    with service(ledger("serve", "ingest", "--workers", "2"), env, "drill-ingest"):
+    reading = threading.Event()
+    with (
+        service(ledger("serve", "ingest", "--workers", "2"), env, "drill-ingest"),
+        service(ledger("serve", "api"), env, "drill-api"),
+    ):
         wait_for(f"http://127.0.0.1:{ingest_port}/readyz")
+        wait_for(f"http://127.0.0.1:{api_port}/readyz")
+        reader = threading.Thread(
+            target=dashboard,
+            args=(
+                f"http://127.0.0.1:{api_port}",
+                create_token(engine, "dashboard")[1],
+                tally,
+                reading,
+            ),
+            daemon=True,
+        )
+        reader.start()
         clients = [
             threading.Thread(
                 target=district_client,
@@ -209,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.1)
             for client in clients:
                 client.join()
+            reading.set()
+            reader.join()
             while applied(engine) < log_end(bootstrap, topic) and time.monotonic() < deadline:
                 time.sleep(0.5)
         finally:  # the projector of the moment, whichever kill it is past
@@ -228,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         database_restarts=restarted.count(database_control),
         broker_restarts=restarted.count(control),
         verify_exit=verify.returncode,
+        summaries_asked=sum(tally.summaries.values()),
+        summaries_answered=dict(tally.summaries),
     )
     print(json.dumps(figures, indent=2))
     if tally.other_5xx:
@@ -238,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         figures["lost"] == 0
         and figures["double_counted"] == 0
         and not tally.other_5xx
+        and tally.summaries["current"] > 0
+        and not tally.summaries["no answer"]
         and verify.returncode == 0
     )
     print("drill passed" if ok else "drill FAILED")
