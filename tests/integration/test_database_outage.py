@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from services.api.app import create_app as create_api
 from services.web.auth import create_token
@@ -41,6 +42,9 @@ def database_down(server_url: str, database_url: str) -> Iterator[None]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         admin.dispose()
+
+
+FROM_MEMORY = "api_summaries_served_from_memory_total"
 
 
 def assert_unavailable(response: Any) -> None:
@@ -95,11 +99,13 @@ def test_the_query_api_serves_remembered_summaries_marked_old_and_503_otherwise_
         assert before.status_code == 200
         assert "age" not in before.headers
 
+        from_memory_before = REGISTRY.get_sample_value(FROM_MEMORY) or 0
         with database_down(postgres_server_url, postgres_url):
             time.sleep(0.5)  # the freshness reading and the token are then asked anew
             served = client.get("/v1/summary", headers=headers)
             assert served.status_code == 200, served.text
             assert int(served.headers["age"]) >= 0
+            assert REGISTRY.get_sample_value(FROM_MEMORY) == from_memory_before + 1
             assert served.json()["rows"] == before.json()["rows"]
             freshness = served.json()["freshness"]
             assert freshness["applied_offsets"] == before.json()["freshness"]["applied_offsets"]

@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Response
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
@@ -32,6 +33,11 @@ from services.api.tabular import Tabular, respond
 from services.web.problems import DATABASE_UNAVAILABLE
 
 router = APIRouter(prefix="/v1", tags=["summary"])
+
+SERVED_FROM_MEMORY = Counter(
+    "api_summaries_served_from_memory_total",
+    "Summaries answered from memory, marked with Age, because the database did not answer",
+)
 
 
 class SummaryRow(BaseModel):
@@ -112,6 +118,7 @@ async def get_summary(
         if remembered is None:
             raise
         (rows, rows_json, then), age = remembered
+        SERVED_FROM_MEMORY.inc()
         shown = then.unknown_lag()
         headers["Age"] = str(int(age))
     headers.update(shown.headers())
