@@ -127,7 +127,7 @@ def _accepted_as_a_whole(
     if not 0 < len(events) <= limit:
         return None
     mine = principal.district_code
-    if any(e.district_code != mine or mine not in known_districts for e in events):
+    if mine not in known_districts or any(e.district_code != mine for e in events):
         return None
     return events
 
