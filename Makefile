@@ -1,6 +1,7 @@
 # The two commands a new user types: `make run` and `make test`. Everything else is set up here.
 SHELL := /bin/bash
-PYTHON ?= python3
+# Python 3.12, found by deploy/python.sh (pyenv's beside the default 3.11 on these machines).
+PYTHON ?= $(shell deploy/python.sh)
 VENV := .venv
 STAMP := $(VENV)/.installed
 DASHBOARD_ASSETS := services/api/dashboard/node_modules/.installed
@@ -8,7 +9,9 @@ DASHBOARD_ASSETS := services/api/dashboard/node_modules/.installed
 .PHONY: run test lint format bench drill kafka-up kafka-down pg-up pg-down clean dashboard
 
 $(STAMP): pyproject.toml
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo 'make: no Python 3.12 (see deploy/python.sh)' >&2; exit 1; }
+	$(VENV)/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null \
+	  || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $(STAMP)

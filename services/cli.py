@@ -27,9 +27,10 @@ class Service(StrEnum):
 
 
 class Role(StrEnum):
-    district = "district"
+    reporter = "reporter"
     dashboard = "dashboard"
     auditor = "auditor"
+    district = "district"  # the older name of a reporter bound to a legacy district
 
 
 @app.command()
@@ -96,47 +97,72 @@ def _engine(settings: CommonSettings | None = None):  # type: ignore[no-untyped-
 
 @tokens_app.command("create")
 def tokens_create(
-    role: Annotated[Role, typer.Option(help="district, dashboard or auditor")],
+    role: Annotated[Role, typer.Option(help="reporter, dashboard or auditor")],
+    unit: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "The unit a reporter token posts for: a commune (18073), a legacy district "
+                "(436: events up to 2025-06-30), a province's office (42: also its units, in "
+                "either edition) or legacy:CODE"
+            )
+        ),
+    ] = None,
     district: Annotated[
-        str | None, typer.Option(help="The district a district token posts for")
+        str | None, typer.Option(help="Older spelling of --unit, for a legacy district")
     ] = None,
     province: Annotated[
-        str | None, typer.Option(help="Limit a dashboard token to one province")
+        str | None,
+        typer.Option(
+            help=(
+                "Limit a dashboard token to one province: 33 sees today's Hưng Yên with its "
+                "predecessors' history, legacy:34 only old Thái Bình's own events"
+            )
+        ),
     ] = None,
     label: Annotated[str | None, typer.Option(help="Who holds it")] = None,
 ) -> None:
     """Create a token; it is printed once, on the last line, and stored only as a hash."""
-    import sqlalchemy as sa
+    from services.web.auth import ROLES, create_token
+    from shared import registry
 
-    from services.web.auth import create_token
-    from shared.db.schema import districts, provinces
-
-    if role is Role.district and not district:
-        raise typer.BadParameter("a district token needs --district", param_hint="--district")
-    if role is not Role.district and district:
-        raise typer.BadParameter(
-            "only district tokens are bound to a district", param_hint="--district"
-        )
+    if unit and district and unit != district:
+        raise typer.BadParameter("--district is another name for --unit", param_hint="--district")
+    unit = unit or district
+    if role is Role.district:
+        role = Role.reporter
+        if unit and len(unit) != 3:
+            raise typer.BadParameter(
+                "a district token names a legacy district", param_hint="--unit"
+            )
+    if role is Role.reporter and not unit:
+        raise typer.BadParameter("a reporter token needs --unit", param_hint="--unit")
+    if role is not Role.reporter and unit:
+        raise typer.BadParameter("only reporter tokens are bound to a unit", param_hint="--unit")
     if role is not Role.dashboard and province:
         raise typer.BadParameter(
             "only dashboard tokens are scoped to a province", param_hint="--province"
         )
-    engine = _engine()
-    with engine.connect() as conn:
-        if (
-            district
-            and conn.scalar(sa.select(districts.c.code).where(districts.c.code == district)) is None
-        ):
-            raise typer.BadParameter(f"unknown district {district!r}", param_hint="--district")
-        if (
-            province
-            and conn.scalar(sa.select(provinces.c.code).where(provinces.c.code == province)) is None
-        ):
-            raise typer.BadParameter(f"unknown province {province!r}", param_hint="--province")
+    found = registry.lookup(unit) if unit else None
+    if unit and found is None:
+        raise typer.BadParameter(f"no unit {unit!r} in the registry", param_hint="--unit")
+    scope = registry.lookup(province) if province else None
+    if province and (scope is None or scope.level != "province"):
+        raise typer.BadParameter(
+            f"no province {province!r} in the registry", param_hint="--province"
+        )
+    [stored_role] = [r for r in ROLES if r == role.value]
     token_id, token = create_token(
-        engine, role.value, district_code=district, province_code=province, label=label
+        _engine(),
+        stored_role,
+        unit_code=found.key if found else None,
+        province_code=scope.key if scope else None,
+        label=label,
     )
-    console.print(f"created {role.value} token {token_id}; keep it now, it is not shown again:")
+    bound = f" for {found.describe()}" if found else f" scoped to {scope.key}" if scope else ""
+    console.print(
+        f"created {role.value} token {token_id}{bound}; keep it now, it is not shown again:"
+    )
     print(token)
 
 
@@ -160,14 +186,14 @@ def tokens_list() -> None:
 
     table = Table()
     table.add_column("id", no_wrap=True)  # operators copy it into `tokens revoke`: never cut it
-    for name in ("role", "district", "province", "label", "created", "revoked"):
+    for name in ("role", "unit", "province", "label", "created", "revoked"):
         table.add_column(name)
     with _engine().connect() as conn:
         for row in conn.execute(sa.select(tokens).order_by(tokens.c.created_at)):
             table.add_row(
                 row.token_id,
                 row.role,
-                row.district_code or "",
+                row.unit_code or "",
                 row.province_code or "",
                 row.label or "",
                 f"{row.created_at:%Y-%m-%d %H:%M}",

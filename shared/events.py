@@ -1,5 +1,9 @@
 """The event catalogue: the envelope, the nine event types, and how stored events are read.
 
+Version 2 of the envelope names the reporting unit ``unit_code`` (a province, a legacy district
+or a 2025 commune, read in the registry edition in force on ``occurred_at``); version 1 named it
+``district_code`` and is upcast on read.
+
 Events are frozen pydantic models with ``extra="forbid"``; ``Event`` is the one registry, a
 discriminated union keyed by the stable ``type`` string. Stored events of an older
 ``schema_version`` are upcast (plain functions on dicts) before validation, so every event ever
@@ -31,10 +35,11 @@ from pydantic import (
     model_validator,
 )
 
-# Districts report in Vietnam's local time; a datetime without an offset is read as ICT.
+# Units report in Vietnam's local time; a datetime without an offset is read as ICT.
 VIETNAM_TZ = timezone(timedelta(hours=7), "ICT")
 MAX_FUTURE = timedelta(days=1)
-MAX_COUNT = 10_000_000  # larger than any district figure; bounds "huge numbers" to a clear 422
+UNIT_CODE_PATTERN = r"^(\d{2}|\d{3}|\d{5})$"
+MAX_COUNT = 10_000_000  # larger than any unit's figure; bounds "huge numbers" to a clear 422
 
 
 def _nfc(value: str) -> str:
@@ -183,8 +188,10 @@ class Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event_id: UUID
-    schema_version: Literal[1] = 1
-    district_code: Annotated[str, StringConstraints(pattern=r"^\d{3}$")]
+    schema_version: Literal[2] = 2
+    # A province (2 digits), a legacy district (3) or a 2025 commune (5); whether the code names
+    # a unit on the event's date is the registry's question (shared.registry.attribute).
+    unit_code: Annotated[str, Strict(), StringConstraints(pattern=UNIT_CODE_PATTERN)]
     occurred_at: OccurredAt
     reporter: Annotated[Text, Field(max_length=200)] | None = None
 
@@ -277,9 +284,18 @@ event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 # The version each type is written at today, and the upcasters that bring an older stored
 # event up to it: (type, from_version) -> function returning the dict at from_version + 1.
-CURRENT_VERSION: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
+CURRENT_VERSION: dict[str, int] = dict.fromkeys(EVENT_TYPES, 2)
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def upcast_v1_v2(event: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 named the reporting unit ``district_code`` (always a legacy district)."""
+    if "district_code" in event:
+        event["unit_code"] = event.pop("district_code")
+    return event
+
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {(kind, 1): upcast_v1_v2 for kind in EVENT_TYPES}
 
 
 class UnknownSchemaVersion(ValueError):

@@ -14,8 +14,9 @@ from typing import Any
 from uuid import UUID
 
 from shared import events as ev
+from shared.registry import Attribution
 
-# Additive per-day, per-district figures, as stored. Decimal figures are kept as integer
+# Additive per-day, per-unit figures, as stored. Decimal figures are kept as integer
 # hundredths so that adding and (on retraction) subtracting stays exact.
 STORED_FIGURES: tuple[str, ...] = (
     "conferences",
@@ -194,13 +195,28 @@ class StoredEvent:
     offset: int
     received_at: datetime
     raw: bytes
+    # Where its figures count: its unit and its province in both frames (shared.registry).
+    attribution: Attribution
 
     @property
     def event_id(self) -> UUID:
         return self.event.event_id
 
 
-DayKey = tuple[date, str]  # (day, district_code)
+@dataclass(frozen=True, slots=True)
+class DayKey:
+    """A daily_figures row: one unit's day. The unit and the day decide both frames' provinces."""
+
+    day: date
+    attribution: Attribution
+
+    @property
+    def unit_code(self) -> str:
+        return self.attribution.unit.key
+
+    def row_key(self) -> tuple[date, str]:
+        """The table's primary key: (day, unit_code)."""
+        return (self.day, self.unit_code)
 
 
 @dataclass
@@ -230,6 +246,7 @@ class KnownEvent:
     """What the fold must know of an event archived earlier: enough to take its effect back."""
 
     event: ev.Event
+    attribution: Attribution
     retracted: bool
 
 
@@ -250,12 +267,12 @@ def fold(
         if event.event_id in seen:
             changes.duplicates.append(item)
             continue
-        seen[event.event_id] = KnownEvent(event, retracted=False)
+        seen[event.event_id] = KnownEvent(event, item.attribution, retracted=False)
         changes.archived.append(item)
         if isinstance(event, ev.EventRetracted):
             _retract(event, seen, changes)
             continue
-        changes.add_figures((event.occurred_day, event.district_code), contribution(event), +1)
+        changes.add_figures(DayKey(event.occurred_day, item.attribution), contribution(event), +1)
         if type(event) in LIST_FOLDS:
             model, build = LIST_FOLDS[type(event)]
             changes.list_rows.setdefault(model, {})[event.event_id] = build(event)
@@ -265,10 +282,11 @@ def fold(
 def _retract(retraction: ev.EventRetracted, seen: dict[UUID, KnownEvent], changes: Changes) -> None:
     target_id = retraction.payload.retracted_event_id
     target = seen.get(target_id)
-    # Another district's events sit in another partition, whose progress relative to this one
-    # differs between the live projector, a rebuild and a verify: whether such a target is known
-    # yet (or retracted yet) must not change the outcome, so it is unknown here, always.
-    if target is None or target.event.district_code != retraction.district_code:
+    # Another unit's events sit in another partition (the key is the unit code), whose progress
+    # relative to this one differs between the live projector, a rebuild and a verify: whether
+    # such a target is known yet (or retracted yet) must not change the outcome, so it is
+    # unknown here, always.
+    if target is None or target.event.unit_code != retraction.unit_code:
         changes.retraction_notes[retraction.event_id] = "unknown_event"
         return
     if target.retracted:
@@ -277,10 +295,10 @@ def _retract(retraction: ev.EventRetracted, seen: dict[UUID, KnownEvent], change
     if isinstance(target.event, ev.EventRetracted):
         changes.retraction_notes[retraction.event_id] = "cannot_retract_a_retraction"
         return
-    seen[target_id] = KnownEvent(target.event, retracted=True)
+    seen[target_id] = KnownEvent(target.event, target.attribution, retracted=True)
     changes.retracted[target_id] = retraction.event_id
     event = target.event
-    changes.add_figures((event.occurred_day, event.district_code), contribution(event), -1)
+    changes.add_figures(DayKey(event.occurred_day, target.attribution), contribution(event), -1)
     if type(event) in LIST_FOLDS:
         model, _ = LIST_FOLDS[type(event)]
         rows = changes.list_rows.get(model, {})

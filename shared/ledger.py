@@ -9,7 +9,7 @@ plain values, from Kafka, a file, or a test.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -20,6 +20,7 @@ from shared.folds import STORED_FIGURES, DayKey, StoredEvent, fold, summary_row
 from shared.records import UndecodableRecord, chain_hash, decode_record, genesis_hash
 
 Position = tuple[int, int]  # (partition, offset)
+FigureKey = tuple[date, str]  # daily_figures' primary key: (day, unit_code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +47,6 @@ class Head:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Head:
         return cls(int(data["partition"]), int(data["offset"]), str(data["hash"]))
-
-
-def read_record(value: bytes | None, partition: int, offset: int) -> StoredEvent:
-    """A record as the projector reads it: a valid event of a known district, or poison.
-
-    Raises UndecodableRecord with the reason, exactly where the projector parks a dead letter.
-    """
-    stored = decode_record(value, partition, offset)
-    if registry.province_of(stored.event.district_code) is None:
-        raise UndecodableRecord(f"unknown district {stored.event.district_code}")
-    return stored
 
 
 def chained(
@@ -86,10 +76,10 @@ class Ledger:
     dead_letters: dict[Position, str] = field(default_factory=dict)
     # event_id -> the event_archive row
     archive: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # (day, district) -> the daily_figures row's stored figures
-    figures: dict[DayKey, dict[str, int]] = field(default_factory=dict)
-    # (day, district) -> positions of the events (and retractions) that made that row
-    figure_sources: dict[DayKey, list[Position]] = field(default_factory=dict)
+    # (day, unit_code) -> the daily_figures row: both frames' provinces and the stored figures
+    figures: dict[FigureKey, dict[str, Any]] = field(default_factory=dict)
+    # (day, unit_code) -> positions of the events (and retractions) that made that row
+    figure_sources: dict[FigureKey, list[Position]] = field(default_factory=dict)
     # list model ("programs", "conferences", "cases") -> event_id -> row
     lists: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # event_id -> its position, for every event archived
@@ -122,7 +112,7 @@ def fold_log(
             if fold_before is not None and record.offset >= fold_before.get(record.partition, 0):
                 continue
             try:
-                stored = read_record(record.value, record.partition, record.offset)
+                stored = decode_record(record.value, record.partition, record.offset)
             except UndecodableRecord as exc:
                 ledger.dead_letters[position] = str(exc)
                 continue
@@ -145,14 +135,14 @@ def fold_log(
             note=changes.retraction_notes.get(stored.event_id),
         )
         if not isinstance(event, ev.EventRetracted):
-            key = (event.occurred_day, event.district_code)
+            key = DayKey(event.occurred_day, stored.attribution).row_key()
             ledger.figure_sources.setdefault(key, []).append(position)
     for target, retraction in changes.retracted.items():
-        event = by_id[target].event
-        key = (event.occurred_day, event.district_code)
+        target_event = by_id[target]
+        key = DayKey(target_event.event.occurred_day, target_event.attribution).row_key()
         ledger.figure_sources.setdefault(key, []).append(ledger.positions[str(retraction)])
-    for key, delta in changes.figures.items():
-        ledger.figures[key] = {name: delta.get(name, 0) for name in STORED_FIGURES}
+    for day_key, delta in changes.figures.items():
+        ledger.figures[day_key.row_key()] = figure_row(day_key, delta)
     for model, rows in changes.list_rows.items():
         for row_id, row in rows.items():
             ledger.lists.setdefault(model, {})[str(row_id)] = list_row(by_id[row_id], row)
@@ -160,6 +150,24 @@ def fold_log(
 
 
 # --- rows as the projector writes them ---------------------------------------------------------
+
+
+def attribution_columns(attribution: registry.Attribution) -> dict[str, str]:
+    """The columns every read model has for both frames."""
+    return {
+        "unit_code": attribution.unit.key,
+        "province_code": attribution.current_province,
+        "reported_province": attribution.reported_province,
+    }
+
+
+def figure_row(key: DayKey, delta: Mapping[str, int]) -> dict[str, Any]:
+    """A daily_figures row (or the change to add to one)."""
+    return {
+        "day": key.day,
+        **attribution_columns(key.attribution),
+        **{name: delta.get(name, 0) for name in STORED_FIGURES},
+    }
 
 
 def archive_row(
@@ -171,8 +179,7 @@ def archive_row(
         "partition": stored.partition,
         "offset": stored.offset,
         "received_at": stored.received_at,
-        "district_code": event.district_code,
-        "province_code": registry.province_of(event.district_code),
+        **attribution_columns(stored.attribution),
         "type": event.type,
         "schema_version": event.schema_version,
         "occurred_on": event.occurred_day,
@@ -180,15 +187,14 @@ def archive_row(
         "chain_hash": hashed,
         "retracted_by": retracted_by,
         "note": note,
+        "registry_exception": stored.attribution.exception is not None,
     }
 
 
 def list_row(stored: StoredEvent, row: Mapping[str, Any]) -> dict[str, Any]:
-    district = stored.event.district_code
     return {
         "event_id": str(stored.event_id),
-        "district_code": district,
-        "province_code": registry.province_of(district),
+        **attribution_columns(stored.attribution),
         "partition": stored.partition,
         "offset": stored.offset,
         **row,
@@ -201,10 +207,10 @@ PERIODS = ("month", "quarter", "year")
 
 
 def summarize(
-    figures: Mapping[DayKey, Mapping[str, int]],
+    figures: Mapping[FigureKey, Mapping[str, Any]],
     *,
-    province: str | None = None,
-    district: str | None = None,
+    province_column: str = "province_code",
+    keep: Callable[[Mapping[str, Any]], bool] = lambda row: True,
     date_from: date | None = None,
     date_to: date | None = None,
     group_by: Sequence[str] = (),
@@ -212,19 +218,15 @@ def summarize(
     """The ``/v1/summary`` rows for these figures: the same groups, keys, order and figures.
 
     Mirrors the SQL in services/api/summary.py: totals are one row even when empty; a group whose
-    figures are all zero (its events were all retracted) is left out.
+    figures are all zero (its events were all retracted) is left out. ``province_column`` is
+    the frame's (``reported_province`` as reported); ``keep`` says which rows are in scope.
     """
     groups: dict[tuple[Any, ...], dict[str, int]] = {}
     for (day, code), stored in figures.items():
-        province_code = registry.province_of(code)
-        if (
-            (province and province_code != province)
-            or (district and code != district)
-            or (date_from and day < date_from)
-            or (date_to and day > date_to)
-        ):
+        province_key = stored[province_column]
+        if not keep(stored) or (date_from and day < date_from) or (date_to and day > date_to):
             continue
-        totals = groups.setdefault(_group_key(day, code, province_code, group_by), {})
+        totals = groups.setdefault(_group_key(day, code, province_key, group_by), {})
         for name in STORED_FIGURES:
             totals[name] = totals.get(name, 0) + stored.get(name, 0)
     if not group_by:
@@ -236,14 +238,12 @@ def summarize(
     ]
 
 
-def _group_key(
-    day: date, district: str, province: str | None, group_by: Sequence[str]
-) -> tuple[Any, ...]:
+def _group_key(day: date, unit: str, province: str, group_by: Sequence[str]) -> tuple[Any, ...]:
     key: list[Any] = []
-    if "province" in group_by or "district" in group_by:
+    if "province" in group_by or "unit" in group_by:
         key.append(province)
-    if "district" in group_by:
-        key.append(district)
+    if "unit" in group_by:
+        key.append(unit)
     for dim in group_by:
         if dim == "year":
             key.append(day.year)
@@ -257,14 +257,23 @@ def _group_key(
 def _group_fields(key: tuple[Any, ...], group_by: Sequence[str]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     parts = iter(key)
-    if "province" in group_by or "district" in group_by:
+    if "province" in group_by or "unit" in group_by:
         code = next(parts)
+        province = registry.lookup(code)
+        assert province is not None  # the projector attributed it
         fields["province_code"] = code
-        fields["province_name"] = registry.provinces()[code].name
-    if "district" in group_by:
-        code = next(parts)
-        fields["district_code"] = code
-        fields["district_name"] = registry.districts()[code].name
+        fields["province_name"] = province.name + (
+            f" (đến {registry.LEGACY_LAST_DAY:%-d/%-m/%Y})" if province.edition == "legacy" else ""
+        )
+    if "unit" in group_by:
+        found = registry.lookup(next(parts))
+        assert found is not None
+        fields |= {
+            "unit_code": found.key,
+            "unit_name": found.name,
+            "unit_level": found.level,
+            "unit_edition": found.edition,
+        }
     period = next(parts, None)
     if "year" in group_by:
         fields["period"] = f"{period}"

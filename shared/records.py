@@ -1,7 +1,7 @@
 """How an event is written to and read back from the log, and the hash chain over it.
 
 A record's value is the event's canonical JSON (sorted keys, no spaces, NFC text) plus the
-server's ``received_at``; its key is the district code, so one district's events stay in order.
+server's ``received_at``; its key is the unit code, so one unit's events stay in order.
 Each record's chain hash covers the previous hash in its partition and the record's exact bytes,
 so rewriting any stored byte changes every hash after it.
 """
@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pydantic_core
 
+from shared import registry
 from shared.events import Event, parse_event
 from shared.folds import StoredEvent
 
@@ -48,7 +49,13 @@ def encode_bodies(bodies: Iterable[dict[str, Any]], received_at: datetime) -> li
 
 
 def decode_record(value: bytes | None, partition: int, offset: int) -> StoredEvent:
-    """Read one record value back into a StoredEvent; raise UndecodableRecord with the reason."""
+    """Read one record value back into a StoredEvent attributed to its unit, as the projector,
+    a rebuild and a verify all read it; raise UndecodableRecord with the reason it is poison.
+
+    A unit that does not fit the event's date still counts (the log is immutable; older
+    versions accepted such events), under its successor province; a code no edition of the
+    registry holds cannot be counted anywhere, and is poison.
+    """
     if value is None:
         raise UndecodableRecord("empty record")
     try:
@@ -62,7 +69,10 @@ def decode_record(value: bytes | None, partition: int, offset: int) -> StoredEve
         event = parse_event(body)
     except (KeyError, TypeError, ValueError) as exc:
         raise UndecodableRecord(f"not a valid event: {exc}") from exc
-    return StoredEvent(event, partition, offset, received_at, value)
+    attribution = registry.attribute(event.unit_code, event.occurred_day)
+    if attribution is None:
+        raise UndecodableRecord(registry.unknown(event.unit_code, event.occurred_day))
+    return StoredEvent(event, partition, offset, received_at, value, attribution)
 
 
 def genesis_hash(partition: int) -> str:

@@ -14,12 +14,11 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from shared import registry
-from shared.folds import STORED_FIGURES, DayKey
-from shared.ledger import Head, Ledger, Position, utc
+from shared.folds import STORED_FIGURES
+from shared.ledger import FigureKey, Head, Ledger, Position, utc
 
 Difference = dict[str, Any]
-K = TypeVar("K")  # a row key: event_id, (day, district) or (partition, offset)
+K = TypeVar("K")  # a row key: event_id, (day, unit_code) or (partition, offset)
 LIST_MODELS: tuple[str, ...] = ("programs", "conferences", "cases")
 # How many positions one chain difference lists; the count says how many there are in all.
 MAX_POSITIONS = 20
@@ -32,7 +31,7 @@ class ServedModels:
     # partition -> (next_offset, chain hash of the last applied record)
     offsets: dict[int, tuple[int, str]] = field(default_factory=dict)
     archive: dict[str, dict[str, Any]] = field(default_factory=dict)
-    figures: dict[DayKey, dict[str, int]] = field(default_factory=dict)
+    figures: dict[FigureKey, dict[str, Any]] = field(default_factory=dict)
     lists: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     dead_letters: dict[Position, str] = field(default_factory=dict)
 
@@ -63,8 +62,8 @@ def compare(
     zeros = dict.fromkeys(STORED_FIGURES, 0)
     differences += _rows(
         "daily_figures",
-        lambda key: {"day": key[0].isoformat(), "district_code": key[1]},
-        {k: r for k, r in ledger.figures.items() if in_scope(registry.province_of(k[1]))},
+        lambda key: {"day": key[0].isoformat(), "unit_code": key[1]},
+        {k: r for k, r in ledger.figures.items() if in_scope(r["province_code"])},
         served.figures,
         lambda key: ledger.figure_sources.get(key, []),
         absent=zeros,  # a day whose events were all retracted may keep a row of zeros
@@ -177,7 +176,7 @@ def _chain(ledger: Ledger, served: ServedModels) -> list[Difference]:
     return differences
 
 
-def _rows(
+def _rows[K](
     table: str,
     describe: Callable[[K], dict[str, Any]],
     expected: Mapping[K, Mapping[str, Any]],

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from services.api.deps import Api, ApiDep, LogPositions, Registry, keep_fresh
+from services.api.deps import Api, ApiDep, LogPositions, keep_fresh
 from services.api.read_your_writes import AppliedSignal
 from services.api.routes import audit, dashboard, lists, me, registry, summary
 from services.web import NO_OPENTELEMETRY, problems
@@ -38,7 +38,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         positions = LogPositions(config.kafka_bootstrap_servers, config.events_topic, max_age=0.05)
         authenticator = Authenticator(engine, config.token_cache_seconds)
         applied = AppliedSignal(engine) if engine.dialect.name == "postgresql" else None
-        api = Api(config, engine, positions, authenticator, Registry.load(engine), applied=applied)
+        api = Api(config, engine, positions, authenticator, applied=applied)
         app.state.api = api
         tune_garbage_collector()
         stop = threading.Event()

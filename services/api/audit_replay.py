@@ -1,8 +1,8 @@
 """Replaying the log as NDJSON: the unique accepted events, each with its position and chain hash.
 
 Order: partition by partition (ascending), each in offset order. That is log order wherever
-Kafka defines one: a district's events all sit in one partition (keyed by district code), so a
-district's replay is exactly its log order. Across partitions Kafka defines no order, and
+Kafka defines one: a unit's events all sit in one partition (keyed by its code), so a unit's
+replay is exactly its log order. Across partitions Kafka defines no order, and
 merging by timestamp would pretend to one while costing a buffer per partition.
 
 Where a replay starts mid-partition (a ``from`` time), the chain hash just before the start is
@@ -29,11 +29,12 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from services.api.audit_log import TIMESTAMP_SLACK, KafkaLog, Slice
+from shared import registry
 from shared.db.schema import ReadModels
 from shared.db.upserts import one_of
 from shared.folds import StoredEvent
-from shared.ledger import Record, chained, read_record
-from shared.records import UndecodableRecord, genesis_hash
+from shared.ledger import Record, chained
+from shared.records import UndecodableRecord, decode_record, genesis_hash
 
 BATCH = 500  # records per archive lookup and per chunk sent to the client
 T = TypeVar("T")
@@ -41,7 +42,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class ReplayFilter:
-    district: str | None = None
+    unit: str | None = None  # a registry key
     type: str | None = None
     received_from: datetime | None = None  # inclusive
     received_until: datetime | None = None  # inclusive
@@ -70,8 +71,8 @@ def plan_replay(
 ) -> ReplayPlan:
     """Decide which offsets to read (all Kafka and database look-ups before any output)."""
     partitions = log.partitions()
-    if wanted.district is not None:
-        partitions = _partitions_of_district(log, engine, tables, wanted.district, partitions)
+    if wanted.unit is not None:
+        partitions = _partitions_of_unit(log, engine, tables, wanted.unit, partitions)
     ends = log.end_offsets(partitions)
     starts = dict.fromkeys(partitions, 0)
     stops = dict(ends)
@@ -84,19 +85,20 @@ def plan_replay(
     return ReplayPlan(slices, _anchors(engine, tables, slices))
 
 
-def _partitions_of_district(
-    log: KafkaLog, engine: sa.Engine, tables: ReadModels, district: str, partitions: list[int]
+def _partitions_of_unit(
+    log: KafkaLog, engine: sa.Engine, tables: ReadModels, unit: str, partitions: list[int]
 ) -> list[int]:
-    # The partitioner's choice today, plus wherever the archive saw this district before
+    # The partitioner's choice today, plus wherever the archive saw this unit before
     # (in case the partition count changed since): never miss one of its records.
     archive = tables.archive
     with engine.connect() as conn:
         seen = set(
             conn.scalars(
-                sa.select(archive.c.partition).where(archive.c.district_code == district).distinct()
+                sa.select(archive.c.partition).where(archive.c.unit_code == unit).distinct()
             )
         )
-    today = log.partition_for_key(district)
+    found = registry.lookup(unit)
+    today = log.partition_for_key(found.code if found else unit)  # keyed by the event's code
     return [p for p in partitions if p in seen or p == today]
 
 
@@ -156,7 +158,7 @@ def _lines(
     decoded: list[tuple[StoredEvent, str]] = []
     for record, hashed in batch:
         try:
-            decoded.append((read_record(record.value, record.partition, record.offset), hashed))
+            decoded.append((decode_record(record.value, record.partition, record.offset), hashed))
         except UndecodableRecord:
             continue  # poison is no accepted event; verify reports it against dead_letters
     first_seen = _archived_positions(engine, tables, [s.event_id for s, _ in decoded])
@@ -193,7 +195,7 @@ def _archived_positions(
 def _matches(stored: StoredEvent, wanted: ReplayFilter) -> bool:
     event = stored.event
     return (
-        (wanted.district is None or event.district_code == wanted.district)
+        (wanted.unit is None or stored.attribution.unit.key == wanted.unit)
         and (wanted.type is None or event.type == wanted.type)
         and (wanted.received_from is None or stored.received_at >= wanted.received_from)
         and (wanted.received_until is None or stored.received_at <= wanted.received_until)
@@ -217,7 +219,7 @@ def line(stored: StoredEvent, hashed: str) -> bytes:
     return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+def _batches[T](items: Iterable[T], size: int) -> Iterator[list[T]]:
     batch: list[T] = []
     for item in items:
         batch.append(item)

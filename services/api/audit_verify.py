@@ -15,7 +15,6 @@ import sqlalchemy as sa
 
 from services.api.audit_log import KafkaLog, Slice
 from shared.db.schema import ReadModels
-from shared.folds import STORED_FIGURES
 from shared.ledger import Head, chained, fold_log
 from shared.verification import LIST_MODELS, ServedModels, check_heads, compare
 
@@ -66,9 +65,7 @@ def _read(conn: sa.Connection, tables: ReadModels, province: str | None) -> Serv
     for row in conn.execute(scoped(tables.archive)).mappings():
         served.archive[row["event_id"]] = dict(row)
     for row in conn.execute(scoped(tables.figures)).mappings():
-        served.figures[(row["day"], row["district_code"])] = {
-            name: row[name] for name in STORED_FIGURES
-        }
+        served.figures[(row["day"], row["unit_code"])] = dict(row)
     for model in LIST_MODELS:
         rows = conn.execute(scoped(tables.list_table(model))).mappings()
         served.lists[model] = {row["event_id"]: dict(row) for row in rows}

@@ -20,10 +20,10 @@ from starlette.concurrency import run_in_threadpool
 
 from services.api.answers import AnswerMemory
 from services.api.read_your_writes import AppliedSignal
-from services.api.summary import Dimension, parse_group_by
+from services.api.summary import Dimension, Frame, parse_group_by
 from services.web.auth import Authenticator, Principal
-from services.web.problems import Problem, invalid_parameter
-from shared.db.schema import ReadModels, districts, provinces, read_models
+from services.web.problems import invalid_parameter
+from shared.db.schema import ReadModels, read_models
 from shared.logs import RepeatedFailure
 from shared.settings import ApiSettings
 
@@ -152,22 +152,6 @@ class LogPositions:
             self._consumer.close()
 
 
-@dataclass(frozen=True)
-class Registry:
-    """The org registry as the API checks filters against it: loaded once, it changes only
-    with a migration."""
-
-    provinces: frozenset[str]
-    district_provinces: dict[str, str]
-
-    @classmethod
-    def load(cls, engine: sa.Engine) -> Registry:
-        with engine.connect() as conn:
-            codes = frozenset(conn.scalars(sa.select(provinces.c.code)))
-            rows = conn.execute(sa.select(districts.c.code, districts.c.province_code))
-            return cls(codes, {row.code: row.province_code for row in rows})
-
-
 class FreshnessMemory:
     """The last freshness reading, served while it is under ``ttl`` seconds old (its lag aged
     by as much), and while one request reads it anew: requests then neither queue behind a
@@ -209,7 +193,6 @@ class Api:
     engine: sa.Engine
     positions: LogPositions
     authenticate: Authenticator
-    registry: Registry
     tables: ReadModels = field(default=read_models)
     recent_freshness: FreshnessMemory = field(default_factory=FreshnessMemory)
     answers: AnswerMemory = field(default_factory=AnswerMemory)
@@ -245,14 +228,45 @@ GroupByQuery = Annotated[
     str | None,
     Query(
         max_length=100,
-        description="province, district, month, quarter or year; several joined by commas",
+        description=(
+            "province, unit, month, quarter or year; several joined by commas "
+            "(district is another name for unit)"
+        ),
+    ),
+]
+FrameQuery = Annotated[
+    Frame,
+    Query(
+        description=(
+            "current: today's 34 provinces, each with its predecessors' history; as_reported: "
+            "provinces and units as they were on each event's date"
+        )
     ),
 ]
 ProvinceQuery = Annotated[
-    str | None, Query(pattern=r"^\d{2}$", description="Province code, e.g. 42 (Hà Tĩnh)")
+    str | None,
+    Query(
+        pattern=r"^(legacy:)?\d{2}$",
+        description=(
+            "A province: today's code, e.g. 33 (Hưng Yên), or legacy:CODE for one before "
+            "2025-07-01, e.g. legacy:34 (Thái Bình)"
+        ),
+    ),
+]
+UNIT_PATTERN = r"^(legacy:\d{2,3}|\d{2}|\d{3}|\d{5})$"
+UnitQuery = Annotated[
+    str | None,
+    Query(
+        pattern=UNIT_PATTERN,
+        description=(
+            "A unit: a commune (18073), a legacy district (436), a province (42) or "
+            "legacy:CODE (legacy:34)"
+        ),
+    ),
 ]
 DistrictQuery = Annotated[
-    str | None, Query(pattern=r"^\d{3}$", description="District code, e.g. 436")
+    str | None,
+    Query(pattern=UNIT_PATTERN, description="Another name for unit, kept for older callers"),
 ]
 AfterQuery = Annotated[
     str | None,
@@ -263,23 +277,18 @@ AfterQuery = Annotated[
 ]
 
 
-@dataclass(frozen=True)
-class Scope:
-    """The province and district a read is limited to, after checking the caller may see them."""
-
-    province: str | None
-    district: str | None
-
-
-def _unknown(name: str, value: str) -> Problem:
-    return invalid_parameter(
-        name, f"unknown {name}", f"unknown_{name}", f"Unknown {name} {value!r}."
-    )
-
-
 def check_range(date_from: date | None, date_to: date | None) -> None:
     if date_from and date_to and date_from > date_to:
         raise invalid_parameter("from", "after 'to'", "range", "'from' is after 'to'.")
+
+
+def unit_parameter(unit: str | None, district: str | None) -> str | None:
+    """``unit=``, or its older name ``district=``."""
+    if unit is not None and district is not None and unit != district:
+        raise invalid_parameter(
+            "district", "differs from unit", "conflict", "district= is another name for unit="
+        )
+    return unit if unit is not None else district
 
 
 def group_by_dimensions(value: str | None) -> list[Dimension]:
@@ -287,41 +296,6 @@ def group_by_dimensions(value: str | None) -> list[Dimension]:
         return parse_group_by(value)
     except ValueError as exc:
         raise invalid_parameter("group_by", str(exc)) from None
-
-
-def resolve_scope(
-    api: Api, principal: Principal, province: str | None, district: str | None
-) -> Scope:
-    """The caller's filters, checked against the registry and narrowed to what the token may
-    read: a province-scoped dashboard token its province, a district token its own district."""
-    province_of = api.registry.district_provinces.get
-    if province is not None and province not in api.registry.provinces:
-        raise _unknown("province", province)
-    if district is not None:
-        district_province = province_of(district)
-        if district_province is None:
-            raise _unknown("district", district)
-        if province is not None and province != district_province:
-            raise Problem(
-                422,
-                "Unprocessable Content",
-                f"District {district} is not in province {province}.",
-            )
-        province = district_province
-    if principal.role == "district":
-        own = principal.district_code or ""
-        own_province = province_of(own)
-        if (district is not None and district != own) or (
-            province is not None and province != own_province
-        ):
-            raise Problem(403, "Forbidden", "A district token reads only its own district.")
-        return Scope(own_province, own)
-    if principal.role == "dashboard" and principal.province_code is not None:
-        if province is None:
-            province = principal.province_code
-        elif province != principal.province_code:
-            raise Problem(403, "Forbidden", "This dashboard token is scoped to another province.")
-    return Scope(province, district)
 
 
 class Freshness(BaseModel):

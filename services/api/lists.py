@@ -22,7 +22,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from services.web.problems import Problem, invalid_parameter
-from shared.db.schema import districts
+from shared.db.schema import units
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +72,11 @@ def read_page(
     after: Position | None,
     limit: int,
 ) -> tuple[list[dict[str, Any]], Position | None]:
-    """One page of rows (with the district's name) and the position to continue from, if any."""
+    """One page of rows (with the unit's name and level) and the position to continue from."""
     day, event_id = table.c[day_column], table.c.event_id
     query = (
-        sa.select(table, districts.c.name.label("district_name"))
-        .join(districts, districts.c.code == table.c.district_code)
+        sa.select(table, units.c.name.label("unit_name"), units.c.level.label("unit_level"))
+        .join(units, units.c.key == table.c.unit_code)
         .where(*where)
         .order_by(day.desc(), event_id.desc())
         .limit(limit + 1)  # one more than asked tells whether there is a next page

@@ -1,4 +1,9 @@
-"""The summary: daily figures rolled up in SQL by province, district and period."""
+"""The summary: daily figures rolled up in SQL by province, unit and period, in either frame.
+
+Both frames are plain groupings of one table: ``current`` groups by today's province
+(``province_code``), ``as_reported`` by the province of the event's date (``reported_province``,
+``legacy:34`` before 2025-07-01). Names come from the registry's ``units`` table, keyed alike.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +13,39 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from shared.db.schema import ReadModels, districts, provinces
+from shared.db.schema import ReadModels, units
 from shared.folds import STORED_FIGURES, summary_row
+from shared.registry import LEGACY_LAST_DAY, LEGACY_PREFIX
 
-Dimension = Literal["province", "district", "month", "quarter", "year"]
-DIMENSIONS: tuple[Dimension, ...] = ("province", "district", "month", "quarter", "year")
+Frame = Literal["current", "as_reported"]
+FRAMES: tuple[Frame, ...] = ("current", "as_reported")
+Dimension = Literal["province", "unit", "month", "quarter", "year"]
+DIMENSIONS: tuple[Dimension, ...] = ("province", "unit", "month", "quarter", "year")
+# Older names that keep working: a district was the reporting unit before 2025.
+DIMENSION_ALIASES = {"district": "unit"}
 
 
 def parse_group_by(value: str | None) -> list[Dimension]:
-    """``group_by`` is one dimension or several joined by commas (``district,month``)."""
+    """``group_by`` is one dimension or several joined by commas (``unit,month``)."""
     if not value:
         return []
     dims = [part.strip() for part in value.split(",") if part.strip()]
+    dims = [DIMENSION_ALIASES.get(d, d) for d in dims]
     unknown = [d for d in dims if d not in DIMENSIONS]
     if unknown:
         raise ValueError(f"unknown group_by {', '.join(unknown)}; use {', '.join(DIMENSIONS)}")
     if len({*dims} & {"month", "quarter", "year"}) > 1:
         raise ValueError("group by at most one period: month, quarter or year")
     return list(dict.fromkeys(dims))  # type: ignore[arg-type]
+
+
+def province_column_name(frame: Frame) -> str:
+    """The read models' column that holds the province a row counts under in ``frame``."""
+    return "province_code" if frame == "current" else "reported_province"
+
+
+def province_column(table: sa.Table, frame: Frame) -> sa.ColumnElement[str]:
+    return table.c[province_column_name(frame)]
 
 
 def _period(figures: sa.Table, dim: Dimension) -> sa.ColumnElement[Any]:
@@ -43,30 +63,36 @@ def summary_rows(
     conn: sa.Connection,
     tables: ReadModels,
     *,
-    province: str | None = None,
-    district: str | None = None,
+    frame: Frame = "current",
+    where: Sequence[sa.ColumnElement[bool]] = (),
     date_from: date | None = None,
     date_to: date | None = None,
     group_by: Sequence[Dimension] = (),
 ) -> list[dict[str, Any]]:
+    """``where`` limits the figures' rows (``Scope.conditions``)."""
     figures = tables.figures
+    in_province = province_column(figures, frame)
     keys: list[sa.ColumnElement[Any]] = []
     joins: sa.FromClause = figures
-    if "province" in group_by or "district" in group_by:
-        joins = joins.join(provinces, provinces.c.code == figures.c.province_code)
-        keys += [figures.c.province_code, provinces.c.name.label("province_name")]
-    if "district" in group_by:
-        joins = joins.join(districts, districts.c.code == figures.c.district_code)
-        keys += [figures.c.district_code, districts.c.name.label("district_name")]
+    if "province" in group_by or "unit" in group_by:
+        province_unit = units.alias("province_unit")
+        joins = joins.join(province_unit, province_unit.c.key == in_province)
+        keys += [in_province.label("province_code"), province_unit.c.name.label("province_name")]
+    if "unit" in group_by:
+        reporting = units.alias("reporting_unit")
+        joins = joins.join(reporting, reporting.c.key == figures.c.unit_code)
+        keys += [
+            figures.c.unit_code,
+            reporting.c.name.label("unit_name"),
+            reporting.c.level.label("unit_level"),
+            reporting.c.edition.label("unit_edition"),
+        ]
     keys += [_period(figures, dim) for dim in group_by if dim in ("month", "quarter", "year")]
     sums = [
         sa.func.coalesce(sa.func.sum(figures.c[name]), 0).label(name) for name in STORED_FIGURES
     ]
     query = sa.select(*keys, *sums).select_from(joins)
-    if province:
-        query = query.where(figures.c.province_code == province)
-    if district:
-        query = query.where(figures.c.district_code == district)
+    query = query.where(*where)
     if date_from:
         query = query.where(figures.c.day >= date_from)
     if date_to:
@@ -83,12 +109,12 @@ def summary_rows(
 
 def _group_keys(row: sa.RowMapping, group_by: Sequence[Dimension]) -> dict[str, Any]:
     keys: dict[str, Any] = {}
-    if "province" in group_by or "district" in group_by:
+    if "province" in group_by or "unit" in group_by:
         keys["province_code"] = row["province_code"]
-        keys["province_name"] = row["province_name"]
-    if "district" in group_by:
-        keys["district_code"] = row["district_code"]
-        keys["district_name"] = row["district_name"]
+        keys["province_name"] = _province_label(row["province_code"], row["province_name"])
+    if "unit" in group_by:
+        for name in ("unit_code", "unit_name", "unit_level", "unit_edition"):
+            keys[name] = row[name]
     if "year" in group_by:
         keys["period"] = f"{row['year']}"
     if "quarter" in group_by:
@@ -96,3 +122,11 @@ def _group_keys(row: sa.RowMapping, group_by: Sequence[Dimension]) -> dict[str, 
     if "month" in group_by:
         keys["period"] = f"{row['month'] // 100}-{row['month'] % 100:02d}"
     return keys
+
+
+def _province_label(key: str, name: str) -> str:
+    """A legacy province is labelled so it cannot be taken for today's: "Tỉnh Thái Bình (đến
+    30/6/2025)"."""
+    if key.startswith(LEGACY_PREFIX):
+        return f"{name} (đến {LEGACY_LAST_DAY.day}/{LEGACY_LAST_DAY.month}/{LEGACY_LAST_DAY.year})"
+    return name

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.ingest import receipts
 from services.ingest.intake import (
+    FORBIDDEN_UNIT,
     NDJSON,
     body_digest,
     parse_json,
@@ -31,8 +32,8 @@ from services.ingest.rate_limit import RateLimiter
 from services.web import NO_OPENTELEMETRY, problems
 from services.web.auth import Authenticator, Principal, require_role
 from services.web.problems import Problem
+from shared import registry
 from shared.db.engine import database_answers, make_engine
-from shared.db.schema import districts
 from shared.events import Event, utc_now
 from shared.logs import configure_logging
 from shared.records import encode_bodies, event_body
@@ -71,7 +72,6 @@ class Ingest:
     writer: EventLogWriter
     receipts: receipts.ReceiptBook
     authenticate: Authenticator
-    known_districts: frozenset[str]
     limiter: RateLimiter
 
 
@@ -89,7 +89,7 @@ async def caller(
     principal = ingest.authenticate.remembered(authorization)  # no thread hop when known
     if principal is None:
         principal = await run_in_threadpool(ingest.authenticate, authorization)
-    require_role(principal, "district")
+    require_role(principal, "reporter")
     wait = ingest.limiter.take(principal.token_id)
     if wait > 0:
         raise Problem(
@@ -110,17 +110,14 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         config = settings or get_ingest_settings()
         configure_logging(config.log_level, service="ingest")
         engine = make_engine(config.database_url)
-        with engine.connect() as conn:
-            known = frozenset(
-                conn.scalars(sa.select(districts.c.code).where(districts.c.valid_to.is_(None)))
-            )
+        registry.units()  # loaded now, not by the first request
         writer = EventLogWriter(
             config.kafka_bootstrap_servers, config.events_topic, config.produce_timeout_seconds
         )
         limiter = RateLimiter(config.rate_limit_per_second, config.rate_limit_burst)
         book = receipts.ReceiptBook(engine)
         authenticator = Authenticator(engine, config.token_cache_seconds)
-        app.state.ingest = Ingest(config, engine, writer, book, authenticator, known, limiter)
+        app.state.ingest = Ingest(config, engine, writer, book, authenticator, limiter)
         tune_garbage_collector()
         yield
         writer.close()
@@ -149,13 +146,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         started = time.perf_counter()
         body = await read_body(request, ingest.settings.max_body_bytes, {"application/json"})
         item = parse_json(body)
-        event, errors, forbidden = validate_event(
-            item, principal, ingest.known_districts, utc_now()
-        )
+        event, errors, forbidden = validate_event(item, principal, utc_now())
         if forbidden:
-            raise Problem(
-                403, "Forbidden", "A district token may only post its own district's events."
-            )
+            raise Problem(403, "Forbidden", FORBIDDEN_UNIT)
         if event is None:
             raise Problem(422, "Unprocessable Content", "The event is invalid.", errors=errors)
         [receipt] = await append_events(ingest, [event])
@@ -182,7 +175,6 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             body,
             content_type,
             principal,
-            ingest.known_districts,
             utc_now(),
             ingest.settings.max_batch_items,
         )
@@ -273,7 +265,7 @@ async def append_events(ingest: Ingest, events: list[Event]) -> list[Receipt]:
     new = {i: (e, b) for i, e, b in zip(ids, events, bodies, strict=True) if i not in stored}
     received_at: datetime = utc_now()
     values = encode_bodies((b for _, b in new.values()), received_at)
-    records = [(e.district_code, v) for (e, _), v in zip(new.values(), values, strict=True)]
+    records = [(e.unit_code, v) for (e, _), v in zip(new.values(), values, strict=True)]
     try:
         positions = (await ingest.writer.append(records)) if records else []
     except LogUnavailable as exc:

@@ -112,7 +112,7 @@ class Compared:
 COMPARED = (
     Compared("offsets", ("topic", "partition"), ignored=("updated_at",)),
     Compared("archive", ("event_id",)),
-    Compared("figures", ("day", "district_code")),
+    Compared("figures", ("day", "unit_code")),
     Compared("programs", ("event_id",)),
     Compared("conferences", ("event_id",)),
     Compared("cases", ("event_id",)),

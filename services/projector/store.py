@@ -19,7 +19,6 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from shared import events as ev
-from shared import registry
 from shared.db.schema import APPLIED_CHANNEL, ReadModels
 from shared.db.upserts import (
     insert_ignoring_conflicts,
@@ -29,7 +28,7 @@ from shared.db.upserts import (
     one_of,
 )
 from shared.folds import STORED_FIGURES, Changes, KnownEvent, StoredEvent, fold
-from shared.ledger import archive_row, list_row
+from shared.ledger import archive_row, figure_row, list_row
 from shared.records import UndecodableRecord, chain_hash, decode_record, genesis_hash
 
 log = logging.getLogger(__name__)
@@ -63,8 +62,6 @@ def decode_records(records: Iterable[LogRecord]) -> list[DecodedRecord]:
     for record in records:
         try:
             item = decode_record(record.value, record.partition, record.offset)
-            if registry.province_of(item.event.district_code) is None:
-                raise UndecodableRecord(f"unknown district {item.event.district_code}")
         except UndecodableRecord as exc:
             decoded.append(DecodedRecord(record, None, str(exc)))
             continue
@@ -235,8 +232,10 @@ class ReadModelStore:
         columns = (archive.c.body, archive.c.partition, archive.c.offset, archive.c.retracted_by)
         for condition in one_of(conn, archive.c.event_id, sorted(ids)):
             for row in conn.execute(sa.select(*columns).where(condition)):
-                event = decode_record(row.body.encode(), row.partition, row.offset).event
-                known[event.event_id] = KnownEvent(event, retracted=row.retracted_by is not None)
+                found = decode_record(row.body.encode(), row.partition, row.offset)
+                known[found.event_id] = KnownEvent(
+                    found.event, found.attribution, retracted=row.retracted_by is not None
+                )
         return known
 
     def _fold(
@@ -244,7 +243,7 @@ class ReadModelStore:
     ) -> Changes:
         """Fold the batch; if a fold raises, park the events that make it raise and fold the rest.
 
-        A fold that raises is a bug in this build, but one event must not stop every district's
+        A fold that raises is a bug in this build, but one event must not stop every unit's
         reports behind it: the event is parked with the error, and a fixed build can replay it.
         """
         try:
@@ -266,9 +265,11 @@ class ReadModelStore:
                 continue
             good.append(item)
             for archived in step.archived:
-                seen[archived.event_id] = KnownEvent(archived.event, retracted=False)
+                seen[archived.event_id] = KnownEvent(
+                    archived.event, archived.attribution, retracted=False
+                )
             for target in step.retracted:
-                seen[target] = KnownEvent(seen[target].event, retracted=True)
+                seen[target] = KnownEvent(seen[target].event, seen[target].attribution, True)
         return fold(good, known)
 
     def _write(
@@ -295,18 +296,8 @@ class ReadModelStore:
                 .where(t.archive.c.event_id == str(target))
                 .values(retracted_by=str(retraction))
             )
-        figure_rows = [
-            {
-                "day": day,
-                "district_code": district,
-                "province_code": registry.province_of(district),
-                **{name: delta.get(name, 0) for name in STORED_FIGURES},
-            }
-            for (day, district), delta in changes.figures.items()
-        ]
-        insert_or_add(
-            conn, t.figures, figure_rows, key=("day", "district_code"), added=STORED_FIGURES
-        )
+        figure_rows = [figure_row(key, delta) for key, delta in changes.figures.items()]
+        insert_or_add(conn, t.figures, figure_rows, key=("day", "unit_code"), added=STORED_FIGURES)
         positions = {s.event_id: s for s in changes.archived}
         for model, rows in changes.list_rows.items():
             insert_or_replace(

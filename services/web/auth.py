@@ -18,8 +18,11 @@ import sqlalchemy as sa
 from services.web.problems import DATABASE_UNAVAILABLE, Problem
 from shared.db.schema import tokens
 
-Role = Literal["district", "dashboard", "auditor"]
-ROLES: tuple[Role, ...] = ("district", "dashboard", "auditor")
+# reporter: posts its unit's events (a province's reporter, the provincial office, also those of
+# any unit within the province); dashboard: reads, optionally scoped to a province; auditor: reads
+# and audits. Migration 0003 turned the old "district" role into reporters of legacy districts.
+Role = Literal["reporter", "dashboard", "auditor"]
+ROLES: tuple[Role, ...] = ("reporter", "dashboard", "auditor")
 TOKEN_PREFIX = "dl_"
 
 
@@ -27,8 +30,8 @@ TOKEN_PREFIX = "dl_"
 class Principal:
     token_id: str
     role: Role
-    district_code: str | None
-    province_code: str | None
+    unit_code: str | None  # a reporter's unit, as a registry key ("18073", "436", "legacy:34")
+    province_code: str | None  # a dashboard token's scope ("33" or "legacy:34")
 
 
 def hash_token(token: str) -> str:
@@ -39,7 +42,7 @@ def create_token(
     engine: sa.Engine,
     role: Role,
     *,
-    district_code: str | None = None,
+    unit_code: str | None = None,
     province_code: str | None = None,
     label: str | None = None,
 ) -> tuple[str, str]:
@@ -52,7 +55,7 @@ def create_token(
                 token_id=token_id,
                 token_hash=hash_token(token),
                 role=role,
-                district_code=district_code,
+                unit_code=unit_code,
                 province_code=province_code,
                 label=label,
                 created_at=datetime.now(UTC),
@@ -124,7 +127,7 @@ def authenticate(engine: sa.Engine, authorization: str | None) -> Principal:
         ).first()
     if row is None or row.revoked_at is not None:
         raise Problem(401, "Unauthorized", "The token is unknown or revoked.", headers=unauthorized)
-    return Principal(row.token_id, row.role, row.district_code, row.province_code)
+    return Principal(row.token_id, row.role, row.unit_code, row.province_code)
 
 
 def require_role(principal: Principal, *roles: Role) -> None:

@@ -1,4 +1,4 @@
-"""The database: the org registry, tokens, ingest receipts, and the projector's read models.
+"""The database: the registry of administrative units, tokens, ingest receipts, and the projector's read models.
 
 Tables are SQLAlchemy Core; Alembic migrations create them. The read models are built by
 ``read_model_tables(prefix)`` so that a rebuild can fill a fresh set (``prefix="rebuild_"``)
@@ -40,14 +40,37 @@ districts = sa.Table(
     sa.Index("ix_districts_province", "province_code"),
 )
 
+# Both editions of the registry (see shared.registry), keyed as the registry keys them:
+# ``legacy:34`` for a legacy province, the bare code for every other unit. Loaded by migrations
+# from frozen data, never from the live registry code.
+units = sa.Table(
+    "units",
+    metadata,
+    sa.Column("key", sa.String(12), primary_key=True),
+    sa.Column("code", sa.String(5), nullable=False),
+    sa.Column("edition", sa.String(6), nullable=False),
+    sa.Column("level", sa.String(8), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("division_type", sa.String(30), nullable=False),
+    sa.Column("codename", sa.String(100), nullable=False),
+    sa.Column("province_code", sa.String(2), nullable=False),
+    sa.Column("successor_province", sa.String(2), nullable=False),
+    sa.Column("valid_from", sa.Date, nullable=True),
+    sa.Column("valid_to", sa.Date, nullable=True),
+    sa.Index("ix_units_edition_province", "edition", "province_code", "level"),
+    sa.Index("ix_units_successor", "successor_province", "level"),
+)
+
 tokens = sa.Table(
     "tokens",
     metadata,
     sa.Column("token_id", sa.String(16), primary_key=True),
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("role", sa.String(16), nullable=False),
-    sa.Column("district_code", sa.String(3), nullable=True),
-    sa.Column("province_code", sa.String(2), nullable=True),
+    # A reporter's unit (a registry key: "18073", "436", "42", "legacy:34").
+    sa.Column("unit_code", sa.String(12), nullable=True),
+    # A dashboard token's scope: a 2025 province ("33") or a legacy one ("legacy:34").
+    sa.Column("province_code", sa.String(9), nullable=True),
     sa.Column("label", sa.String(200), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
@@ -99,11 +122,19 @@ def read_model_tables(meta: sa.MetaData, prefix: str = "") -> ReadModels:
     # Imported here: the figure names are defined once, by the folds.
     from shared.folds import STORED_FIGURES
 
+    def attributed() -> list[sa.Column[object]]:
+        # Every event in both frames (shared.registry.Attribution): its unit's registry key, today's
+        # province (the current frame) and the province of the event's date (as_reported).
+        return [
+            sa.Column("unit_code", sa.String(12), nullable=False),
+            sa.Column("province_code", sa.String(2), nullable=False),
+            sa.Column("reported_province", sa.String(9), nullable=False),
+        ]
+
     def scoped(*columns: sa.Column[object]) -> list[sa.Column[object]]:
         return [
             sa.Column("event_id", sa.String(36), primary_key=True),
-            sa.Column("district_code", sa.String(3), nullable=False),
-            sa.Column("province_code", sa.String(2), nullable=False),
+            *attributed(),
             *columns,
             sa.Column("partition", sa.Integer, nullable=False),
             sa.Column("offset", sa.BigInteger, nullable=False),
@@ -128,8 +159,7 @@ def read_model_tables(meta: sa.MetaData, prefix: str = "") -> ReadModels:
             sa.Column("partition", sa.Integer, nullable=False),
             sa.Column("offset", sa.BigInteger, nullable=False),
             sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-            sa.Column("district_code", sa.String(3), nullable=False),
-            sa.Column("province_code", sa.String(2), nullable=False),
+            *attributed(),
             sa.Column("type", sa.String(40), nullable=False),
             sa.Column("schema_version", sa.Integer, nullable=False),
             sa.Column("occurred_on", sa.Date, nullable=False),
@@ -137,17 +167,23 @@ def read_model_tables(meta: sa.MetaData, prefix: str = "") -> ReadModels:
             sa.Column("chain_hash", sa.String(64), nullable=False),
             sa.Column("retracted_by", sa.String(36), nullable=True),
             sa.Column("note", sa.String(100), nullable=True),
+            # The unit does not fit the event's date (an event older versions accepted): it
+            # counts under the successor province and is listed for the province to review.
+            sa.Column("registry_exception", sa.Boolean, nullable=False, default=False),
             sa.UniqueConstraint("partition", "offset", name=f"uq_{p}archive_position"),
-            sa.Index(f"ix_{p}archive_district_type", "district_code", "type"),
+            sa.Index(f"ix_{p}archive_unit_type", "unit_code", "type"),
+            sa.Index(f"ix_{p}archive_exceptions", "registry_exception", "province_code"),
         ),
         figures=sa.Table(
             f"{p}daily_figures",
             meta,
             sa.Column("day", sa.Date, primary_key=True),
-            sa.Column("district_code", sa.String(3), primary_key=True),
+            sa.Column("unit_code", sa.String(12), primary_key=True),
             sa.Column("province_code", sa.String(2), nullable=False),
+            sa.Column("reported_province", sa.String(9), nullable=False),
             *[sa.Column(name, sa.BigInteger, nullable=False, default=0) for name in STORED_FIGURES],
             sa.Index(f"ix_{p}figures_province_day", "province_code", "day"),
+            sa.Index(f"ix_{p}figures_reported_day", "reported_province", "day"),
         ),
         programs=sa.Table(
             f"{p}programs",
@@ -162,7 +198,8 @@ def read_model_tables(meta: sa.MetaData, prefix: str = "") -> ReadModels:
                 sa.Column("signed_by", sa.JSON, nullable=False),
                 sa.Column("signed_on", sa.Date, nullable=False),
             ),
-            sa.Index(f"ix_{p}programs_province", "province_code", "district_code"),
+            sa.Index(f"ix_{p}programs_province", "province_code", "unit_code"),
+            sa.Index(f"ix_{p}programs_reported", "reported_province", "unit_code"),
         ),
         conferences=sa.Table(
             f"{p}conferences",
@@ -177,7 +214,8 @@ def read_model_tables(meta: sa.MetaData, prefix: str = "") -> ReadModels:
                 sa.Column("program_id", sa.String(64), nullable=True),
                 sa.Column("held_on", sa.Date, nullable=False),
             ),
-            sa.Index(f"ix_{p}conferences_province", "province_code", "district_code"),
+            sa.Index(f"ix_{p}conferences_province", "province_code", "unit_code"),
+            sa.Index(f"ix_{p}conferences_reported", "reported_province", "unit_code"),
         ),
         cases=sa.Table(
             f"{p}cases",
@@ -190,7 +228,8 @@ def read_model_tables(meta: sa.MetaData, prefix: str = "") -> ReadModels:
                 sa.Column("program_id", sa.String(64), nullable=True),
                 sa.Column("resolved_on", sa.Date, nullable=False),
             ),
-            sa.Index(f"ix_{p}cases_province", "province_code", "district_code"),
+            sa.Index(f"ix_{p}cases_province", "province_code", "unit_code"),
+            sa.Index(f"ix_{p}cases_reported", "reported_province", "unit_code"),
         ),
         # Poison records: parked with the reason and position, never skipped silently.
         dead_letters=sa.Table(

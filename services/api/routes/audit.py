@@ -21,20 +21,23 @@ from services.api.deps import (
     Api,
     ApiDep,
     DistrictQuery,
+    FrameQuery,
     FromQuery,
     GroupByQuery,
     PrincipalDep,
     ProvinceQuery,
     ToQuery,
+    UnitQuery,
     check_range,
     group_by_dimensions,
-    resolve_scope,
+    unit_parameter,
 )
 from services.api.routes.summary import SummaryRow
+from services.api.scopes import resolve_scope
+from services.api.summary import province_column_name
 from services.api.tabular import Tabular, respond
 from services.web.auth import Principal, require_role
 from services.web.problems import RETRY_AFTER_SECONDS, Problem, invalid_parameter
-from shared import registry
 from shared.events import EVENT_TYPES
 from shared.ledger import fold_log, summarize
 
@@ -93,6 +96,7 @@ def open_log(api: Api) -> KafkaLog:
 def audit_events(
     api: ApiDep,
     auditor: Auditor,
+    unit: UnitQuery = None,
     district: DistrictQuery = None,
     type_: Annotated[
         str | None, Query(alias="type", description="One event type, e.g. ConferenceHeld")
@@ -104,7 +108,7 @@ def audit_events(
 
     One line per event: the stored event (received_at included) plus ``partition``, ``offset``
     and ``chain_hash``. Partitions come one after another in ascending order, each in offset
-    order; a district lives in one partition, so a district's replay is exactly its log order.
+    order; a unit lives in one partition, so a unit's replay is exactly its log order.
     ``from``/``to`` filter on received_at and seek by record timestamp rather than reading from
     offset 0. Duplicates in the log appear once, at their first position. Kafka is asked
     everything it must answer before the first byte (a 503 if it cannot); should it go away
@@ -115,10 +119,11 @@ def audit_events(
         raise invalid_parameter(
             "type", f"unknown event type; one of {', '.join(sorted(EVENT_TYPES))}"
         )
-    if district is not None:
-        resolve_scope(api, auditor, None, district)  # a 422 for an unknown district
+    unit = unit_parameter(unit, district)
+    if unit is not None:
+        unit = resolve_scope(auditor, None, unit).unit  # a 422 for an unknown unit
     wanted = ReplayFilter(
-        district,
+        unit,
         type_,
         instant("from", from_) if from_ else None,
         instant("to", to, end_of_day=True) if to else None,
@@ -168,7 +173,9 @@ def audit_state(
             description="ISO 8601 datetime (or a date: its last moment), compared with received_at"
         ),
     ],
+    frame: FrameQuery = "current",
     province: ProvinceQuery = None,
+    unit: UnitQuery = None,
     district: DistrictQuery = None,
     from_: FromQuery = None,
     to: ToQuery = None,
@@ -182,7 +189,7 @@ def audit_state(
     when = instant("as_of", as_of, end_of_day=True)
     dims = group_by_dimensions(group_by)
     check_range(from_, to)
-    scope = resolve_scope(api, auditor, province, district)
+    scope = resolve_scope(auditor, province, unit_parameter(unit, district))
     try:
         with open_log(api) as log:
             partitions = log.partitions()
@@ -194,8 +201,8 @@ def audit_state(
         raise unavailable(exc) from None
     rows = summarize(
         ledger.figures,
-        province=scope.province,
-        district=scope.district,
+        province_column=province_column_name(frame),
+        keep=lambda row: scope.admits(row, frame),
         date_from=from_,
         date_to=to,
         group_by=dims,
@@ -220,8 +227,8 @@ def audit_verify(
     and row (or partition and offset), both values, and the log positions of the events behind
     it. The log is read up to the offsets the projector has applied, so lag is not a difference.
     """
-    if province is not None and province not in registry.provinces():
-        raise invalid_parameter("province", "unknown province")
+    if province is not None:
+        province = resolve_scope(auditor, province, None).province
     try:
         with open_log(api) as log:
             return verify(log, api.engine, api.tables, province=province)

@@ -16,14 +16,16 @@ from services.api.deps import (
     Api,
     ApiDep,
     DistrictQuery,
+    FrameQuery,
     Freshness,
     FromQuery,
     PrincipalDep,
     ProvinceQuery,
     ToQuery,
+    UnitQuery,
     check_range,
     freshness,
-    resolve_scope,
+    unit_parameter,
 )
 from services.api.lists import (
     decode_cursor,
@@ -32,6 +34,8 @@ from services.api.lists import (
     read_page,
 )
 from services.api.read_your_writes import parse_after, wait_until_applied
+from services.api.scopes import resolve_scope
+from services.api.summary import Frame
 from services.api.tabular import Tabular, respond
 from services.web.auth import Principal
 
@@ -46,9 +50,11 @@ LimitQuery = Annotated[int, Query(ge=1, le=1000, description="Rows per page")]
 
 class ListedRow(BaseModel):
     event_id: str
-    province_code: str
-    district_code: str
-    district_name: str
+    province_code: str  # today's province
+    reported_province: str  # the province on the event's date ("legacy:34" before 2025-07-01)
+    unit_code: str
+    unit_name: str
+    unit_level: str
 
 
 class ProgramRow(ListedRow):
@@ -107,8 +113,9 @@ def _page(
     *,
     name: Literal["programs", "conferences", "cases"],
     day_column: str,
+    frame: Frame,
     province: str | None,
-    district: str | None,
+    unit: str | None,
     filters: dict[str, Any],
     where: Sequence[sa.ColumnElement[bool]],
     cursor: str | None,
@@ -117,10 +124,17 @@ def _page(
 ) -> tuple[list[dict[str, Any]], str | None, Freshness, dict[str, str]]:
     """What the three lists share: scope, cursor, read-your-writes, freshness, the page."""
     table = api.tables.list_table(name)
-    scope = resolve_scope(api, principal, province, district)
+    scope = resolve_scope(principal, province, unit)
     # The cursor is bound to the filters as asked *and* as scoped, so it cannot widen a scope.
     fingerprint = filters_fingerprint(
-        name, {**filters, "province": scope.province, "district": scope.district}
+        name,
+        {
+            **filters,
+            "frame": frame,
+            "province": scope.province,
+            "unit": scope.unit,
+            "limit": scope.limit,
+        },
     )
     position = decode_cursor(cursor, fingerprint)
     wanted = parse_after(after)
@@ -132,11 +146,7 @@ def _page(
         api.settings.read_your_writes_timeout_seconds,
         api.applied,
     )
-    conditions = list(where)
-    if scope.province:
-        conditions.append(table.c.province_code == scope.province)
-    if scope.district:
-        conditions.append(table.c.district_code == scope.district)
+    conditions = [*where, *scope.conditions(table, frame)]
     fresh = freshness(api, recent=not wanted)
     with api.engine.connect() as conn:
         rows, last = read_page(conn, table, day_column, conditions, position, limit)
@@ -156,7 +166,9 @@ def list_programs(
     api: ApiDep,
     principal: PrincipalDep,
     tabular: Tabular,
+    frame: FrameQuery = "current",
     province: ProvinceQuery = None,
+    unit: UnitQuery = None,
     district: DistrictQuery = None,
     active_on: Annotated[
         date | None, Query(description="Only programs whose period covers this day's year")
@@ -176,8 +188,9 @@ def list_programs(
         principal,
         name="programs",
         day_column="signed_on",
+        frame=frame,
         province=province,
-        district=district,
+        unit=unit_parameter(unit, district),
         filters={"active_on": active_on},
         where=where,
         cursor=cursor,
@@ -194,7 +207,9 @@ def list_conferences(
     api: ApiDep,
     principal: PrincipalDep,
     tabular: Tabular,
+    frame: FrameQuery = "current",
     province: ProvinceQuery = None,
+    unit: UnitQuery = None,
     district: DistrictQuery = None,
     from_: FromQuery = None,
     to: ToQuery = None,
@@ -221,8 +236,9 @@ def list_conferences(
         principal,
         name="conferences",
         day_column="held_on",
+        frame=frame,
         province=province,
-        district=district,
+        unit=unit_parameter(unit, district),
         filters={"from": from_, "to": to, "kind": kind},
         where=where,
         cursor=cursor,
@@ -241,7 +257,9 @@ def list_cases(
     api: ApiDep,
     principal: PrincipalDep,
     tabular: Tabular,
+    frame: FrameQuery = "current",
     province: ProvinceQuery = None,
+    unit: UnitQuery = None,
     district: DistrictQuery = None,
     from_: FromQuery = None,
     to: ToQuery = None,
@@ -271,8 +289,9 @@ def list_cases(
         principal,
         name="cases",
         day_column="resolved_on",
+        frame=frame,
         province=province,
-        district=district,
+        unit=unit_parameter(unit, district),
         filters={"from": from_, "to": to, "category": category, "resolution": resolution},
         where=where,
         cursor=cursor,

@@ -13,8 +13,8 @@ router = APIRouter(prefix="/v1", tags=["registry"])
 
 class Me(BaseModel):
     role: Role
-    province_code: str | None
-    district_code: str | None
+    province_code: str | None  # a dashboard token's scope: "33" or "legacy:34"
+    unit_code: str | None  # a reporter token's unit
 
 
 @router.get("/me", response_model=Me)
@@ -23,5 +23,5 @@ def who_am_i(principal: PrincipalDep) -> Me:
     return Me(
         role=principal.role,
         province_code=principal.province_code,
-        district_code=principal.district_code,
+        unit_code=principal.unit_code,
     )

@@ -1,8 +1,10 @@
-"""The org registry: provinces and districts with their Vietnamese names."""
+"""The registry served: provinces of either edition, and the legacy districts, with their
+Vietnamese names, read from the tables the migrations loaded."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import date
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
@@ -10,14 +12,20 @@ from pydantic import BaseModel
 
 from services.api.deps import ApiDep, PrincipalDep
 from services.api.tabular import Tabular, respond
-from shared.db.schema import districts, provinces
+from shared.db.schema import districts, units
 
 router = APIRouter(prefix="/v1", tags=["registry"])
 
 
 class Province(BaseModel):
-    code: str
+    code: str  # its registry key: "33", or "legacy:34" for one before 2025-07-01
     name: str
+    edition: Literal["legacy", "2025"]
+    valid_from: date | None
+    valid_to: date | None
+    # A 2025 province's legacy predecessors; a legacy province's 2025 successor.
+    predecessors: list[str] | None = None
+    successor: str | None = None
 
 
 class District(BaseModel):
@@ -34,16 +42,43 @@ class Districts(BaseModel):
     rows: list[District]
 
 
-@router.get("/provinces", response_model=Provinces)
-def list_provinces(api: ApiDep, principal: PrincipalDep, tabular: Tabular) -> object:
-    """The 63 provinces and centrally-run cities, by official code."""
+@router.get("/provinces", response_model=Provinces, response_model_exclude_none=True)
+def list_provinces(
+    api: ApiDep,
+    principal: PrincipalDep,
+    tabular: Tabular,
+    edition: Annotated[
+        Literal["legacy", "2025"],
+        Query(description="2025: today's 34 provinces; legacy: the 63 before 2025-07-01"),
+    ] = "2025",
+) -> object:
+    """The provinces and centrally-run cities of one edition, by official code."""
     with api.engine.connect() as conn:
-        rows = (
-            conn.execute(sa.select(provinces.c.code, provinces.c.name).order_by(provinces.c.code))
-            .mappings()
-            .all()
+        found = conn.execute(
+            sa.select(units).where(units.c.level == "province").order_by(units.c.code)
+        ).mappings()
+        rows = [dict(r) for r in found]
+    rows_out = []
+    for row in rows:
+        if row["edition"] != edition:
+            continue
+        province = Province(
+            code=row["key"],
+            name=row["name"],
+            edition=row["edition"],
+            valid_from=row["valid_from"],
+            valid_to=row["valid_to"],
         )
-    return respond(tabular, Provinces(rows=[Province(**r) for r in rows]), "provinces")
+        if edition == "2025":
+            province.predecessors = [
+                r["key"]
+                for r in rows
+                if r["edition"] == "legacy" and r["successor_province"] == row["code"]
+            ]
+        else:
+            province.successor = row["successor_province"]
+        rows_out.append(province)
+    return respond(tabular, Provinces(rows=rows_out), "provinces")
 
 
 @router.get("/districts", response_model=Districts)

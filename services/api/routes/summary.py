@@ -1,4 +1,4 @@
-"""``/v1/summary``: the figures per province, district and period, computed in SQL."""
+"""``/v1/summary``: the figures per province, unit and period, in either frame, computed in SQL."""
 
 from __future__ import annotations
 
@@ -15,20 +15,22 @@ from services.api.deps import (
     Api,
     ApiDep,
     DistrictQuery,
+    FrameQuery,
     Freshness,
     FromQuery,
     GroupByQuery,
     PrincipalDep,
     ProvinceQuery,
-    Scope,
     ToQuery,
+    UnitQuery,
     check_range,
     freshness_on_loop,
     group_by_dimensions,
-    resolve_scope,
+    unit_parameter,
 )
 from services.api.read_your_writes import parse_after, wait_until_applied
-from services.api.summary import Dimension, summary_rows
+from services.api.scopes import Scope, resolve_scope
+from services.api.summary import Dimension, Frame, summary_rows
 from services.api.tabular import Tabular, respond
 from services.web.problems import DATABASE_UNAVAILABLE
 
@@ -45,8 +47,10 @@ class SummaryRow(BaseModel):
 
     province_code: str | None = None
     province_name: str | None = None
-    district_code: str | None = None
-    district_name: str | None = None
+    unit_code: str | None = None
+    unit_name: str | None = None
+    unit_level: str | None = None
+    unit_edition: str | None = None
     period: str | None = None
     conferences: int
     conference_attendees: int
@@ -81,7 +85,9 @@ async def get_summary(
     api: ApiDep,
     principal: PrincipalDep,
     tabular: Tabular,
+    frame: FrameQuery = "current",
     province: ProvinceQuery = None,
+    unit: UnitQuery = None,
     district: DistrictQuery = None,
     from_: FromQuery = None,
     to: ToQuery = None,
@@ -94,7 +100,7 @@ async def get_summary(
     dims = group_by_dimensions(group_by)
     check_range(from_, to)
     wanted = parse_after(after)
-    scope = resolve_scope(api, principal, province, district)
+    scope = resolve_scope(principal, province, unit_parameter(unit, district))
     if wanted:
         await run_in_threadpool(
             wait_until_applied,
@@ -105,11 +111,11 @@ async def get_summary(
             api.settings.read_your_writes_timeout_seconds,
             api.applied,
         )
-    question = ("summary", scope.province, scope.district, from_, to, tuple(dims))
+    question = ("summary", frame, scope, from_, to, tuple(dims))
     headers: dict[str, str] = {}
     try:
         rows, rows_json, shown = await _summary_at_freshness(
-            api, question, scope, dims, from_, to, recent=not wanted
+            api, question, frame, scope, dims, from_, to, recent=not wanted
         )
     except DATABASE_UNAVAILABLE:
         # A dashboard keeps its last figures through a database restart, marked as old
@@ -134,6 +140,7 @@ async def get_summary(
 async def _summary_at_freshness(
     api: Api,
     question: tuple[Any, ...],
+    frame: Frame,
     scope: Scope,
     dims: list[Dimension],
     from_: date | None,
@@ -149,8 +156,8 @@ async def _summary_at_freshness(
             found = summary_rows(
                 conn,
                 api.tables,
-                province=scope.province,
-                district=scope.district,
+                frame=frame,
+                where=scope.conditions(api.tables.figures, frame),
                 date_from=from_,
                 date_to=to,
                 group_by=dims,

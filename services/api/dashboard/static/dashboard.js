@@ -50,7 +50,7 @@
       unknownLag: "Chưa xác định được độ trễ (không kết nối được sổ cái)",
       projectedAt: (t) => `lần ghi gần nhất ${t}`,
       deadLetters: (n) => `${n} bản ghi lỗi đang bị tạm giữ, cần kiểm tra`,
-      who: { dashboard: "Xem số liệu", auditor: "Kiểm toán", district: "Đơn vị" },
+      who: { dashboard: "Xem số liệu", auditor: "Kiểm toán", reporter: "Đơn vị" },
       everywhere: "toàn quốc",
       sub: {
         conferences: (r, f) => `${f(r.conference_attendees)} lượt đại biểu`,
@@ -71,7 +71,7 @@
       yes: "Có",
       no: "Không",
       columns: {
-        held_on: "Ngày", resolved_on: "Ngày", signed_on: "Ngày ký", district_name: "Đơn vị", title: "Tên",
+        held_on: "Ngày", resolved_on: "Ngày", signed_on: "Ngày ký", unit_name: "Đơn vị", title: "Tên",
         kind: "Loại", attendees: "Đại biểu", online: "Trực tuyến", case_id: "Số hiệu", category: "Lĩnh vực",
         resolution: "Kết quả", hotspot_prevented: "Ngăn điểm nóng", period: "Giai đoạn", content_items: "Nội dung",
         district: "Quận/huyện",
@@ -122,7 +122,7 @@
       unknownLag: "Lag unknown (the ledger cannot be reached)",
       projectedAt: (t) => `last written ${t}`,
       deadLetters: (n) => `${n} unreadable records parked; please check`,
-      who: { dashboard: "Viewer", auditor: "Auditor", district: "District" },
+      who: { dashboard: "Viewer", auditor: "Auditor", reporter: "Reporting unit" },
       everywhere: "nationwide",
       sub: {
         conferences: (r, f) => `${f(r.conference_attendees)} attendees`,
@@ -143,7 +143,7 @@
       yes: "Yes",
       no: "No",
       columns: {
-        held_on: "Date", resolved_on: "Date", signed_on: "Signed", district_name: "District", title: "Title",
+        held_on: "Date", resolved_on: "Date", signed_on: "Signed", unit_name: "District", title: "Title",
         kind: "Kind", attendees: "Attendees", online: "Online", case_id: "Case", category: "Category",
         resolution: "Resolution", hotspot_prevented: "Hotspot prevented", period: "Period", content_items: "Items",
         district: "District",
@@ -186,17 +186,17 @@
   const LISTS = {
     conferences: {
       day: "held_on",
-      columns: ["held_on", "district_name", "title", "kind", "attendees", "online"],
+      columns: ["held_on", "unit_name", "title", "kind", "attendees", "online"],
       params: (f) => ({ from: f.from, to: f.to }),
     },
     cases: {
       day: "resolved_on",
-      columns: ["resolved_on", "district_name", "case_id", "category", "resolution", "hotspot_prevented"],
+      columns: ["resolved_on", "unit_name", "case_id", "category", "resolution", "hotspot_prevented"],
       params: (f) => ({ from: f.from, to: f.to }),
     },
     programs: {
       day: "signed_on",
-      columns: ["signed_on", "district_name", "title", "period", "content_items"],
+      columns: ["signed_on", "unit_name", "title", "period", "content_items"],
       params: (f) => ({ active_on: f.to }),
     },
   };
@@ -222,8 +222,8 @@
   const UNEVEN_FIGURES = new Set(["broadcast_hours", "mean_reduction_percent"]);
   const TOP_UNITS = 20; // a chart of 700 districts is a smear: the largest ones, the rest in the table
   const unitOf = (f) => (f.province ? "district" : "province");
-  const unitCode = (row) => row.district_code || row.province_code;
-  const unitName = (row) => row.district_name || row.province_name;
+  const unitCode = (row) => row.unit_code || row.province_code;
+  const unitName = (row) => row.unit_name || row.province_name;
   const day = (value) =>
     value
       ? new Date(`${value}T00:00:00`).toLocaleDateString(state.lang === "vi" ? "vi-VN" : "en-GB", {
@@ -372,7 +372,7 @@
 
   function showWho() {
     if (!state.me) return;
-    const where = state.me.district_code || state.me.province_code;
+    const where = state.me.unit_code || state.me.province_code;
     const place = where ? placeName(where) : t("everywhere");
     $("who-text").textContent = `${t("who")[state.me.role] || state.me.role} · ${place}`;
   }
@@ -387,7 +387,7 @@
   function fillProvinceOptions() {
     const select = $("province");
     const chosen = select.value;
-    const fixed = state.me && (state.me.province_code || state.me.district_code);
+    const fixed = state.me && (state.me.province_code || state.me.unit_code);
     const options = fixed ? [] : [el("option", { value: "" }, t("allProvinces"))];
     for (const p of state.provinces || []) options.push(el("option", { value: p.code }, p.name));
     select.replaceChildren(...options);
@@ -398,7 +398,7 @@
   function fillDistrictOptions() {
     const select = $("district");
     const chosen = select.value;
-    const own = state.me && state.me.district_code;
+    const own = state.me && state.me.unit_code;
     const options = own ? [] : [el("option", { value: "" }, t("allDistricts"))];
     for (const d of state.districts) options.push(el("option", { value: d.code }, d.name));
     select.replaceChildren(...options);
@@ -656,14 +656,14 @@
     $("main").hidden = false;
     $("who").hidden = false;
     const me = state.me;
-    if (me.district_code) {
-      const own = (await call("/v1/districts")).rows.find((d) => d.code === me.district_code);
+    if (me.unit_code) {
+      const own = (await call("/v1/districts")).rows.find((d) => d.code === me.unit_code);
       state.provinces = state.provinces.filter((p) => own && p.code === own.province_code);
     } else if (me.province_code) {
       state.provinces = state.provinces.filter((p) => p.code === me.province_code);
     }
     fillProvinceOptions();
-    if (me.province_code || me.district_code) $("province").value = state.provinces[0]?.code || "";
+    if (me.province_code || me.unit_code) $("province").value = state.provinces[0]?.code || "";
     await loadDistricts();
     showWho();
     applyPreset();
