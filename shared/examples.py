@@ -1,4 +1,5 @@
-"""One realistic example of each event type, modelled on the seed articles (Hà Tĩnh, Hà Nội).
+"""One realistic example of each event type, modelled on the seed articles (Hà Tĩnh, Hà Nội):
+version 2 envelopes from district 436 (Thành phố Hà Tĩnh), dated before the 2025 reorganization.
 
 Used in the OpenAPI document and by the demo data; the frozen golden files under tests/golden
 are the history the parser must keep reading.
@@ -12,8 +13,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "ConferenceHeld": {
         "event_id": "6f1c2a52-8d0e-4d0b-9a55-0c1f7c1e2a01",
         "type": "ConferenceHeld",
-        "schema_version": 1,
-        "district_code": "436",
+        "schema_version": 2,
+        "unit_code": "436",
         "occurred_at": "2021-09-15T14:00:00+07:00",
         "reporter": "Ban Dân vận Thành ủy Hà Tĩnh",
         "payload": {
@@ -29,7 +30,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "ProgramSigned": {
         "event_id": "6f1c2a52-8d0e-4d0b-9a55-0c1f7c1e2a02",
         "type": "ProgramSigned",
-        "district_code": "436",
+        "schema_version": 2,
+        "unit_code": "436",
         "occurred_at": "2021-09-15",
         "payload": {
             "program_id": "HT-436-2022-2026",
@@ -50,7 +52,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "CaseResolved": {
         "event_id": "6f1c2a52-8d0e-4d0b-9a55-0c1f7c1e2a03",
         "type": "CaseResolved",
-        "district_code": "436",
+        "schema_version": 2,
+        "unit_code": "436",
         "occurred_at": "2021-06-02",
         "payload": {
             "case_id": "VV-2021-017",
@@ -63,7 +66,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "OutreachSessionHeld": {
         "event_id": "6f1c2a52-8d0e-4d0b-9a55-0c1f7c1e2a04",
         "type": "OutreachSessionHeld",
-        "district_code": "436",
+        "schema_version": 2,
+        "unit_code": "436",
         "occurred_at": "2021-05-20",
         "payload": {
             "sessions": 12,
@@ -76,14 +80,16 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "CitizenTipsReceived": {
         "event_id": "6f1c2a52-8d0e-4d0b-9a55-0c1f7c1e2a05",
         "type": "CitizenTipsReceived",
-        "district_code": "436",
+        "schema_version": 2,
+        "unit_code": "436",
         "occurred_at": "2021-06-30",
         "payload": {"tips": 412, "valuable": 96, "cases_solved": 11},
     },
     "ModelRecognized": {
         "event_id": "6f1c2a52-8d0e-4d0b-9a55-0c1f7c1e2a06",
         "type": "ModelRecognized",
-        "district_code": "436",
+        "schema_version": 2,
+        "unit_code": "436",
         "occurred_at": "2021-08-10",
         "payload": {
             "model_id": "DVK-436-05",
@@ -94,7 +100,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "CommendationAwarded": {
         "event_id": "6f1c2a52-8d0e-4d0b-9a55-0c1f7c1e2a07",
         "type": "CommendationAwarded",
-        "district_code": "436",
+        "schema_version": 2,
+        "unit_code": "436",
         "occurred_at": "2021-09-15",
         "payload": {
             "recipient": "Công an phường Nam Hà",
@@ -106,14 +113,16 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "ProcedureTimeReduced": {
         "event_id": "6f1c2a52-8d0e-4d0b-9a55-0c1f7c1e2a08",
         "type": "ProcedureTimeReduced",
-        "district_code": "436",
+        "schema_version": 2,
+        "unit_code": "436",
         "occurred_at": "2021-07-01",
         "payload": {"procedure": "Đăng ký thường trú", "reduction_percent": 40},
     },
     "EventRetracted": {
         "event_id": "6f1c2a52-8d0e-4d0b-9a55-0c1f7c1e2a09",
         "type": "EventRetracted",
-        "district_code": "436",
+        "schema_version": 2,
+        "unit_code": "436",
         "occurred_at": "2021-07-02",
         "payload": {
             "retracted_event_id": "6f1c2a52-8d0e-4d0b-9a55-0c1f7c1e2a08",

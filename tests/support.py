@@ -83,10 +83,10 @@ class Stack:
         for name in list(self.processes):
             self.stop(name)
 
-    def token(self, role: Role, district: str | None = None, province: str | None = None) -> str:
+    def token(self, role: Role, unit: str | None = None, province: str | None = None) -> str:
         engine = make_engine(self.database_url)
         try:
-            return create_token(engine, role, district_code=district, province_code=province)[1]
+            return create_token(engine, role, unit_code=unit, province_code=province)[1]
         finally:
             engine.dispose()
 
@@ -114,10 +114,10 @@ class Stack:
         return receipts
 
     def post_reports(self, reports: dict[str, list[dict[str, Any]]]) -> str:
-        """Each district posts its reports as one batch; the receipts as an ``after`` value."""
+        """Each unit posts its reports as one batch; the receipts as an ``after`` value."""
         last: dict[int, int] = {}
-        for district, events in reports.items():
-            for receipt in self.post_batch(self.token("district", district), events):
+        for unit, events in reports.items():
+            for receipt in self.post_batch(self.token("reporter", unit), events):
                 partition = receipt["partition"]
                 last[partition] = max(last.get(partition, -1), receipt["offset"])
         return ",".join(f"{p}:{o}" for p, o in sorted(last.items()))

@@ -24,7 +24,7 @@ HA_TINH_CITY, BA_DINH = "436", "001"
 
 def make_event(kind: str, district: str, occurred: str, **payload: Any) -> dict[str, Any]:
     event = copy.deepcopy(EXAMPLES[kind])
-    event.update(event_id=str(uuid.uuid4()), district_code=district, occurred_at=occurred)
+    event.update(event_id=str(uuid.uuid4()), unit_code=district, occurred_at=occurred)
     event["payload"].update(payload)
     return event
 
@@ -62,7 +62,7 @@ def test_an_auditors_replay_of_a_district_returns_its_unique_accepted_events_onc
 ) -> None:
     with running_stack(kafka_bootstrap, postgres_url, topic, tmp_path) as stack:
         auditor = stack.token("auditor")
-        ha_tinh = stack.token("district", HA_TINH_CITY)
+        ha_tinh = stack.token("reporter", HA_TINH_CITY)
         ours = [
             make_event("ConferenceHeld", HA_TINH_CITY, "2024-01-15", attendees=80),
             make_event("CaseResolved", HA_TINH_CITY, "2024-01-20"),
@@ -70,7 +70,7 @@ def test_an_auditors_replay_of_a_district_returns_its_unique_accepted_events_onc
         ]
         theirs = [make_event("CitizenTipsReceived", BA_DINH, "2024-01-16")]
         receipts = stack.post_batch(ha_tinh, ours[:2])
-        receipts += stack.post_batch(stack.token("district", BA_DINH), theirs)
+        receipts += stack.post_batch(stack.token("reporter", BA_DINH), theirs)
         receipts += stack.post_batch(ha_tinh, [ours[0], ours[2]])  # a resend: ingest says duplicate
         # Two ingest instances racing on one resend can both append it: put a true duplicate
         # of the first event's record in the log, after the others.
@@ -110,14 +110,14 @@ def test_the_state_as_of_a_moment_equals_the_summary_the_api_served_at_that_mome
 ) -> None:
     with running_stack(kafka_bootstrap, postgres_url, topic, tmp_path) as stack:
         auditor, dashboard = stack.token("auditor"), stack.token("dashboard")
-        ha_tinh = stack.token("district", HA_TINH_CITY)
+        ha_tinh = stack.token("reporter", HA_TINH_CITY)
         early = [
             make_event("ConferenceHeld", HA_TINH_CITY, "2024-01-15", attendees=120),
             make_event("ProcedureTimeReduced", HA_TINH_CITY, "2024-02-10", reduction_percent=40.0),
         ]
         receipts = stack.post_batch(ha_tinh, early)
         receipts += stack.post_batch(
-            stack.token("district", BA_DINH),
+            stack.token("reporter", BA_DINH),
             [make_event("CaseResolved", BA_DINH, "2024-03-01")],
         )
         served_then = summary(stack, dashboard, receipts, group_by="district,month")["rows"]
@@ -159,7 +159,7 @@ def test_verify_is_consistent_until_a_row_is_changed_by_hand_and_saved_heads_pro
         auditor = stack.token("auditor")
         conference = make_event("ConferenceHeld", HA_TINH_CITY, "2024-05-05", attendees=64)
         receipts = stack.post_batch(
-            stack.token("district", HA_TINH_CITY),
+            stack.token("reporter", HA_TINH_CITY),
             [conference, make_event("ModelRecognized", HA_TINH_CITY, "2024-05-06")],
         )
         summary(stack, stack.token("dashboard"), receipts)
@@ -181,7 +181,7 @@ def test_verify_is_consistent_until_a_row_is_changed_by_hand_and_saved_heads_pro
         with engine.begin() as conn:
             conn.execute(
                 figures.update()
-                .where(figures.c.district_code == HA_TINH_CITY, figures.c.day == date(2024, 5, 5))
+                .where(figures.c.unit_code == HA_TINH_CITY, figures.c.day == date(2024, 5, 5))
                 .values(conferences=7)
             )
         engine.dispose()

@@ -58,7 +58,7 @@ def assert_no_server_error(response: Any) -> None:
 
 
 def test_generated_ingest_requests_never_get_a_5xx(fuzzed_stack: Stack) -> None:
-    token = fuzzed_stack.token("district", "436")
+    token = fuzzed_stack.token("reporter", "436")
     url = fuzzed_stack.ingest_url
     assert fuzz_every_operation(f"{url}/openapi.json", url, token) >= 5
 

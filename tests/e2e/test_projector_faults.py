@@ -111,7 +111,7 @@ class Stream:
                 for _ in range(min(chunk, count - start)):
                     body = self.next_body()
                     value = encode_event(parse_event(body), datetime.now(UTC))
-                    key = body["district_code"].encode()
+                    key = body["unit_code"].encode()
                     pending.append((body, producer.send(self.topic, key=key, value=value)))
                 producer.flush(timeout=60)
                 for body, future in pending:
@@ -360,7 +360,7 @@ def oracle(sent: list[Sent]) -> ReadModelRows:
                 target is not None
                 and target_id not in retracted_by
                 and target.body["type"] != "EventRetracted"
-                and target.body["district_code"] == event["district_code"]
+                and target.body["unit_code"] == event["unit_code"]
             ):
                 retracted_by[target_id] = event["event_id"]
     figures: dict[tuple[date, str], Counter[str]] = {}
@@ -368,7 +368,7 @@ def oracle(sent: list[Sent]) -> ReadModelRows:
     for event_id, item in first.items():
         if event_id in retracted_by or item.body["type"] == "EventRetracted":
             continue
-        key = (vietnam_day(item.body["occurred_at"]), item.body["district_code"])
+        key = (vietnam_day(item.body["occurred_at"]), item.body["unit_code"])
         figures.setdefault(key, Counter()).update(contribution(item.body))
         if row := list_row(item):
             lists[row[0]][event_id] = row[1]
@@ -647,13 +647,13 @@ def test_a_rebuild_under_a_serving_api_and_a_live_projector_equals_the_live_read
         engine = make_engine(postgres_url)
         with engine.begin() as conn:
             day, district = conn.execute(
-                sa.select(figures.c.day, figures.c.district_code)
+                sa.select(figures.c.day, figures.c.unit_code)
                 .where(figures.c.conferences > 0)
                 .limit(1)
             ).one()
             conn.execute(
                 figures.update()
-                .where(figures.c.day == day, figures.c.district_code == district)
+                .where(figures.c.day == day, figures.c.unit_code == district)
                 .values(conferences=figures.c.conferences + 1)
             )
         engine.dispose()

@@ -23,11 +23,11 @@ HONG_LINH = "437"  # another district of Hà Tĩnh
 
 
 def event(
-    kind: str = "ConferenceHeld", district: str = HA_TINH_CITY, **payload: Any
+    kind: str = "ConferenceHeld", unit: str = HA_TINH_CITY, **payload: Any
 ) -> dict[str, Any]:
     body = copy.deepcopy(EXAMPLES[kind])
     body["event_id"] = str(uuid.uuid4())
-    body["district_code"] = district
+    body["unit_code"] = unit
     body["payload"].update(payload)
     return body
 
@@ -39,17 +39,17 @@ class Ingest:
     topic: str
     database_url: str
 
-    def token(self, role: Any = "district", district: str | None = HA_TINH_CITY) -> str:
+    def token(self, role: Any = "reporter", unit: str | None = HA_TINH_CITY) -> str:
         engine = make_engine(self.database_url)
         try:
             return create_token(
-                engine, role, district_code=district if role == "district" else None
+                engine, role, unit_code=unit if role == "reporter" else None
             )[1]
         finally:
             engine.dispose()
 
-    def auth(self, district: str = HA_TINH_CITY) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token('district', district)}"}
+    def auth(self, unit: str = HA_TINH_CITY) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token('reporter', unit)}"}
 
     def records(self) -> list[dict[str, Any]]:
         return log_records(self.bootstrap, self.topic)

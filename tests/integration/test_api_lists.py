@@ -55,7 +55,7 @@ def test_paging_returns_every_row_exactly_once_while_new_reports_keep_arriving(
     # Many rows share a day, so the order must break ties on event_id to be a total order.
     days = [date(2024, 1, 1) + timedelta(days=rng.randrange(0, 120)) for _ in range(12)]
     with running_stack(kafka_bootstrap, postgres_url, topic, tmp_path) as stack:
-        tokens = {d: stack.token("district", d) for d in DISTRICTS}
+        tokens = {d: stack.token("reporter", d) for d in DISTRICTS}
         dashboard = {"Authorization": f"Bearer {stack.token('dashboard', province='42')}"}
         initial = [conference(rng, rng.choice(DISTRICTS), rng.choice(days)) for _ in range(40)]
         after = post(stack, tokens, initial)
@@ -106,7 +106,7 @@ def test_a_cursor_is_refused_with_other_filters_and_limits_are_bounded(
 ) -> None:
     rng = random.Random(7)
     with running_stack(kafka_bootstrap, sqlite_url, topic, tmp_path) as stack:
-        tokens = {"436": stack.token("district", "436")}
+        tokens = {"436": stack.token("reporter", "436")}
         events = [conference(rng, "436", date(2024, 3, 1) + timedelta(days=i)) for i in range(3)]
         after = post(stack, tokens, events)
         with httpx.Client(

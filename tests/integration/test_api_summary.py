@@ -560,7 +560,7 @@ def test_a_province_scoped_dashboard_token_sees_its_province_and_is_refused_else
 
 
 def test_a_district_token_reads_its_own_district_only(ledger: Ledger) -> None:
-    token = ledger.stack.token("district", HONG_LINH)
+    token = ledger.stack.token("reporter", HONG_LINH)
     assert ledger.get("/v1/summary", token=token).json()["rows"] == [HONG_LINH_TOTAL]
     own = ledger.get("/v1/summary", {"district": HONG_LINH, "group_by": "district"}, token=token)
     assert own.json()["rows"] == [{**HONG_LINH_KEYS, **HONG_LINH_TOTAL}]

@@ -42,7 +42,7 @@ DAY_TWO = datetime(2024, 5, 2, 9, 0, tzinfo=UTC)
 
 def make_event(kind: str, occurred: str = "2024-04-30") -> dict[str, Any]:
     event = copy.deepcopy(EXAMPLES[kind])
-    event.update(event_id=str(uuid.uuid4()), district_code=HA_TINH_CITY, occurred_at=occurred)
+    event.update(event_id=str(uuid.uuid4()), unit_code=HA_TINH_CITY, occurred_at=occurred)
     return event
 
 
@@ -54,7 +54,7 @@ class Audit:
     topic: str
 
     def token(self, role: Any, district: str | None = None) -> str:
-        return create_token(self.engine, role, district_code=district)[1]
+        return create_token(self.engine, role, unit_code=district)[1]
 
     def get(self, path: str, role: Any = "auditor", **params: str) -> Any:
         district = HA_TINH_CITY if role == "district" else None

@@ -34,7 +34,7 @@ T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
 def make_event(kind: str, district: str, occurred: str, **payload: Any) -> dict[str, Any]:
     event = copy.deepcopy(EXAMPLES[kind])
-    event.update(event_id=str(uuid.uuid4()), district_code=district, occurred_at=occurred)
+    event.update(event_id=str(uuid.uuid4()), unit_code=district, occurred_at=occurred)
     event["payload"].update(payload)
     return event
 
@@ -42,7 +42,7 @@ def make_event(kind: str, district: str, occurred: str, **payload: Any) -> dict[
 def retraction(of: dict[str, Any], occurred: str = "2024-06-01") -> dict[str, Any]:
     return make_event(
         "EventRetracted",
-        of["district_code"],
+        of["unit_code"],
         occurred,
         retracted_event_id=of["event_id"],
         reason="nhập trùng",
@@ -65,7 +65,7 @@ class Log:
 
     def append(self, event: dict[str, Any], minutes: int) -> Record:
         value = encode_event(parse_event(event), T0 + timedelta(minutes=minutes))
-        return self.append_value(PARTITION_OF.get(event["district_code"], 1), value)
+        return self.append_value(PARTITION_OF.get(event["unit_code"], 1), value)
 
 
 def project(engine: sa.Engine, records: Sequence[Record], batch: int = 3) -> None:
@@ -123,7 +123,7 @@ def test_verify_names_a_daily_figures_row_changed_by_hand(
     with engine.begin() as conn:
         conn.execute(
             figures.update()
-            .where(figures.c.day == date(2024, 1, 15), figures.c.district_code == HA_TINH_CITY)
+            .where(figures.c.day == date(2024, 1, 15), figures.c.unit_code == HA_TINH_CITY)
             .values(conference_attendees=figures.c.conference_attendees + 1)
         )
 

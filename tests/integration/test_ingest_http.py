@@ -205,7 +205,7 @@ def test_the_auth_matrix(ingest: Ingest) -> None:
             post("/v1/events", json=sent, headers={"Authorization": f"Bearer {token}"}), 403
         )
     assert_problem(post("/v1/events", json=sent, headers=ingest.auth(HONG_LINH)), 403)
-    batch = [event(), event(district=HONG_LINH)]
+    batch = [event(), event(unit=HONG_LINH)]
     body = assert_problem(post("/v1/events/batch", json=batch, headers=ingest.auth()), 403)
     assert body["forbidden_items"] == [1]
     assert ingest.records() == []
@@ -216,7 +216,7 @@ def test_a_revoked_token_is_refused_once_the_token_memory_expires(
 ) -> None:
     for ingest in start_ingest(kafka_bootstrap, sqlite_url, topic, token_cache_seconds=0):
         engine = make_engine(ingest.database_url)
-        token_id, token = create_token(engine, "district", district_code=HA_TINH_CITY)
+        token_id, token = create_token(engine, "reporter", unit_code=HA_TINH_CITY)
         headers = {"Authorization": f"Bearer {token}"}
         assert ingest.client.post("/v1/events", json=event(), headers=headers).status_code == 202
         assert revoke_token(engine, token_id)

@@ -35,13 +35,13 @@ HA_TINH_CITY = "436"
 def event(kind: str, district: str = HA_TINH_CITY, **payload: Any) -> dict[str, Any]:
     body = copy.deepcopy(EXAMPLES[kind])
     body["event_id"] = str(uuid.uuid4())
-    body["district_code"] = district
+    body["unit_code"] = district
     body["payload"].update(payload)
     return body
 
 
 def retraction(of: dict[str, Any]) -> dict[str, Any]:
-    return event("EventRetracted", of["district_code"], retracted_event_id=of["event_id"])
+    return event("EventRetracted", of["unit_code"], retracted_event_id=of["event_id"])
 
 
 def encoded(body: dict[str, Any]) -> bytes:
@@ -121,7 +121,7 @@ def figures_of(engine: sa.Engine, district: str = HA_TINH_CITY) -> dict[str, int
     with engine.connect() as conn:
         summed = conn.execute(
             sa.select(*(sa.func.sum(t.c[name]).label(name) for name in folds.STORED_FIGURES)).where(
-                t.c.district_code == district
+                t.c.unit_code == district
             )
         ).one()
     return {name: int(value or 0) for name, value in summed._mapping.items() if value}
@@ -347,11 +347,11 @@ def test_verify_only_lists_a_row_changed_by_hand_and_swaps_nothing(
     figures = read_models.figures
     with engine.begin() as conn:
         day, district = conn.execute(
-            sa.select(figures.c.day, figures.c.district_code).order_by(figures.c.day).limit(1)
+            sa.select(figures.c.day, figures.c.unit_code).order_by(figures.c.day).limit(1)
         ).one()
         conn.execute(
             figures.update()
-            .where(figures.c.day == day, figures.c.district_code == district)
+            .where(figures.c.day == day, figures.c.unit_code == district)
             .values(leaflets=figures.c.leaflets + 7)
         )
     tampered = snapshot(engine)
