@@ -289,8 +289,9 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def upcast_v1_v2(event: dict[str, Any]) -> dict[str, Any]:
-    """Version 1 named the reporting unit ``district_code`` (always a legacy district)."""
-    if "district_code" in event:
+    """Version 1 named the reporting unit ``district_code`` (always a legacy district). An
+    event naming both is left as it is, and validation names the extra field."""
+    if "district_code" in event and "unit_code" not in event:
         event["unit_code"] = event.pop("district_code")
     return event
 

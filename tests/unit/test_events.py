@@ -45,10 +45,15 @@ def error_fields(data: dict[str, Any]) -> set[str]:
 
 def test_every_golden_file_of_every_version_still_parses() -> None:
     files = sorted(GOLDEN.glob("v*/*.json"))
-    assert {f.stem for f in files} == set(EVENT_TYPES)
+    versions = sorted({f.parent.name for f in files})
+    assert versions == [f"v{n}" for n in range(1, max(CURRENT_VERSION.values()) + 1)]
+    for version in versions:  # one file per type and version ever emitted
+        assert {f.stem for f in files if f.parent.name == version} == set(EVENT_TYPES)
     for path in files:
-        event = parse_event(json.loads(path.read_text(encoding="utf-8")))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        event = parse_event(data)
         assert event.type == path.stem
+        assert event.unit_code == data.get("unit_code", data.get("district_code"))
 
 
 def test_every_type_has_an_example_that_is_accepted() -> None:
@@ -98,8 +103,35 @@ def test_each_catalogue_rule_rejects_its_violation_naming_the_field(
 
 def test_envelope_rules_name_their_fields() -> None:
     data = example("ModelRecognized")
-    data.update(event_id="x", district_code="4360", occurred_at="yesterday", extra=True)
-    assert {"event_id", "district_code", "occurred_at", "extra"} <= error_fields(data)
+    data.update(event_id="x", unit_code="4360", occurred_at="yesterday", extra=True)
+    assert {"event_id", "unit_code", "occurred_at", "extra"} <= error_fields(data)
+
+
+@pytest.mark.parametrize("code", ["1", "4360", "180730", "legacy:34", " 42", "42\n", 42])
+def test_a_unit_code_is_two_three_or_five_digits_as_a_string(code: Any) -> None:
+    data = example("ModelRecognized")
+    data["unit_code"] = code
+    assert "unit_code" in error_fields(data)
+
+
+def test_a_version_2_event_may_not_name_a_district_code() -> None:
+    data = example("ModelRecognized")
+    data["district_code"] = data["unit_code"]
+    assert "district_code" in error_fields(data)
+
+
+def test_a_version_1_event_names_its_unit_district_code_and_is_upcast_to_unit_code() -> None:
+    data = example("ModelRecognized")
+    data["district_code"] = data.pop("unit_code")
+    data["schema_version"] = 1
+    event = parse_event(data, now=NOW)
+    assert (event.schema_version, event.unit_code) == (2, "436")
+
+
+def test_a_version_1_event_naming_both_codes_is_refused_not_overwritten() -> None:
+    data = example("ModelRecognized")
+    data.update(schema_version=1, district_code="437")
+    assert "district_code" in error_fields(data)
 
 
 def test_an_event_more_than_a_day_ahead_is_rejected_but_a_day_ahead_is_not() -> None:
@@ -150,7 +182,7 @@ def test_upcasters_run_in_a_loop_before_validation() -> None:
     try:
         upcasted = upcast(old, steps)
     finally:
-        CURRENT_VERSION["ModelRecognized"] = 1
+        CURRENT_VERSION["ModelRecognized"] = 2
     assert upcasted == {
         "type": "ModelRecognized",
         "schema_version": 3,

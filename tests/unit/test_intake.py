@@ -20,8 +20,8 @@ from shared import events
 from shared.examples import EXAMPLES
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-DISTRICTS = frozenset({"436", "437"})
-CALLER = Principal("t1", "district", "436", None)
+
+CALLER = Principal("t1", "reporter", "436", None)
 LIMIT = 1000
 
 
@@ -30,7 +30,7 @@ def one_at_a_time(body: bytes) -> list[events.Event]:
     items = intake.parse_batch_body(body, "application/json")
     accepted = []
     for item in items:
-        event, _, _ = intake.validate_event(item, CALLER, DISTRICTS, NOW)
+        event, _, _ = intake.validate_event(item, CALLER, NOW)
         if event is None:
             raise AssertionError("the item-by-item path refuses it")
         accepted.append(event)
@@ -48,19 +48,17 @@ def examples() -> list[dict[str, Any]]:
 
 def test_a_valid_batch_is_accepted_as_a_whole_as_the_same_events() -> None:
     body = json.dumps(examples()).encode()
-    whole = intake._accepted_as_a_whole(body, CALLER, DISTRICTS, NOW, LIMIT)
+    whole = intake._accepted_as_a_whole(body, CALLER, NOW, LIMIT)
     assert whole is not None  # the fast path is taken for the common case
     assert whole == one_at_a_time(body)
-    assert intake.validate_batch(body, "application/json", CALLER, DISTRICTS, NOW, LIMIT) == whole
+    assert intake.validate_batch(body, "application/json", CALLER, NOW, LIMIT) == whole
 
 
 @pytest.mark.parametrize(
     "change",
     [
-        pytest.param(lambda items: items.append({**items[0], "district_code": "437"}), id="other"),
-        pytest.param(
-            lambda items: items.append({**items[0], "district_code": "999"}), id="unknown"
-        ),
+        pytest.param(lambda items: items.append({**items[0], "unit_code": "437"}), id="other"),
+        pytest.param(lambda items: items.append({**items[0], "unit_code": "999"}), id="unknown"),
         pytest.param(lambda items: items[0]["payload"].update(attendees=-1), id="invalid"),
         pytest.param(lambda items: items.clear(), id="empty"),
     ],
@@ -69,26 +67,29 @@ def test_a_batch_that_fails_any_check_is_left_to_the_item_by_item_path(change: A
     items = examples()
     change(items)
     body = json.dumps(items).encode()
-    assert intake._accepted_as_a_whole(body, CALLER, DISTRICTS, NOW, LIMIT) is None
+    assert intake._accepted_as_a_whole(body, CALLER, NOW, LIMIT) is None
     with pytest.raises(Problem) as refused:
-        intake.validate_batch(body, "application/json", CALLER, DISTRICTS, NOW, LIMIT)
+        intake.validate_batch(body, "application/json", CALLER, NOW, LIMIT)
     assert refused.value.status in (403, 422)
 
 
 def test_nan_is_refused_as_unreadable_json_as_before() -> None:
     body = json.dumps(examples()).replace('"connection_points": 13', '"connection_points": NaN')
-    assert intake._accepted_as_a_whole(body.encode(), CALLER, DISTRICTS, NOW, LIMIT) is None
+    assert intake._accepted_as_a_whole(body.encode(), CALLER, NOW, LIMIT) is None
     with pytest.raises(Problem) as refused:
-        intake.validate_batch(body.encode(), "application/json", CALLER, DISTRICTS, NOW, LIMIT)
+        intake.validate_batch(body.encode(), "application/json", CALLER, NOW, LIMIT)
     assert refused.value.status == 400
 
 
-def test_no_whole_batch_validation_while_an_upcaster_exists(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(events.UPCASTERS, ("ConferenceHeld", 0), lambda data: data)
-    body = json.dumps(examples()).encode()
-    assert intake._accepted_as_a_whole(body, CALLER, DISTRICTS, NOW, LIMIT) is None
+def test_a_version_1_batch_takes_the_item_by_item_path_and_is_upcast() -> None:
+    items = examples()
+    for item in items:
+        item["schema_version"] = 1
+        item["district_code"] = item.pop("unit_code")
+    body = json.dumps(items).encode()
+    assert intake._accepted_as_a_whole(body, CALLER, NOW, LIMIT) is None
+    accepted = intake.validate_batch(body, "application/json", CALLER, NOW, LIMIT)
+    assert [(e.schema_version, e.unit_code) for e in accepted] == [(2, "436")] * len(items)
 
 
 # Values near the rules' edges.
@@ -113,7 +114,7 @@ def test_every_field_at_every_edge_is_accepted_alike() -> None:
                     else:
                         target[key] = value
                     body = json.dumps([item]).encode()
-                    whole = intake._accepted_as_a_whole(body, CALLER, DISTRICTS, NOW, LIMIT)
+                    whole = intake._accepted_as_a_whole(body, CALLER, NOW, LIMIT)
                     compared += 1
                     if whole is not None:
                         accepted += 1
@@ -152,13 +153,13 @@ def mutated_batches(draw: st.DrawFn) -> bytes:
             target[key] = draw(json_values)
     text = json.dumps(items, ensure_ascii=draw(st.booleans()))
     if draw(st.booleans()):
-        text = text.replace('{"event_id"', '{"district_code": "437", "event_id"', 1)
+        text = text.replace('{"event_id"', '{"unit_code": "437", "event_id"', 1)
     return text.encode()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_batches())
 def test_whatever_the_whole_batch_accepts_the_item_by_item_path_accepts_alike(body: bytes) -> None:
-    whole = intake._accepted_as_a_whole(body, CALLER, DISTRICTS, NOW, LIMIT)
+    whole = intake._accepted_as_a_whole(body, CALLER, NOW, LIMIT)
     if whole is not None:
         assert whole == one_at_a_time(body)
