@@ -195,7 +195,7 @@ def test_a_retraction_of_another_districts_event_is_unknown_even_when_that_event
     elsewhere = event("ConferenceHeld", "437", attendees=9)
     store.apply([LogRecord(0, 0, encoded(elsewhere))])
 
-    store.apply([LogRecord(1, 0, encoded(retraction(elsewhere) | {"district_code": "436"}))])
+    store.apply([LogRecord(1, 0, encoded(retraction(elsewhere) | {"unit_code": "436"}))])
 
     archive = read_models.archive
     with engine.connect() as conn:
@@ -250,7 +250,7 @@ def test_poison_records_are_parked_with_reason_and_position_and_the_events_after
     kind: type[ev.Envelope] = ev.CommendationAwarded
     monkeypatch.setitem(folds.FIGURE_FOLDS, kind, broken_fold)
     before, after = event("ConferenceHeld", attendees=10), event("ConferenceHeld", attendees=32)
-    newer = event("ConferenceHeld") | {"schema_version": 2}
+    newer = event("ConferenceHeld") | {"schema_version": 3}
     unknown_type = event("ConferenceHeld") | {"type": "ConferenceCancelled"}
     values = [
         encoded(before),
@@ -334,7 +334,7 @@ def test_a_rebuild_equals_the_live_read_models_row_for_row_and_can_be_run_again(
     names = set(sa.inspect(engine).get_table_names())
     assert not {n for n in names if n.startswith("rebuild_")}
     inspector = sa.inspect(engine)
-    assert {i["name"] for i in inspector.get_indexes("cases")} == {"ix_cases_province"}
+    assert {i["name"] for i in inspector.get_indexes("cases")} == {"ix_cases_province", "ix_cases_reported"}
     if engine.dialect.name == "postgresql":  # SQLite's constraint names are not schema objects
         assert inspector.get_pk_constraint("cases")["name"] == "cases_pkey"
         [unique] = inspector.get_unique_constraints("event_archive")
@@ -362,7 +362,7 @@ def test_verify_only_lists_a_row_changed_by_hand_and_swaps_nothing(
     assert report.difference_counts["daily_figures"] == 1
     assert sum(report.difference_counts.values()) == 1
     [difference] = report.differences
-    assert difference.key == {"day": day, "district_code": district}
+    assert difference.key == {"day": day, "unit_code": district}
     [(live, rebuilt)] = difference.columns.values()
     assert list(difference.columns) == ["leaflets"] and live == rebuilt + 7
     assert snapshot(engine) == tampered
