@@ -197,6 +197,8 @@ class StoredEvent:
     raw: bytes
     # Where its figures count: its unit and its province in both frames (shared.registry).
     attribution: Attribution
+    # The envelope version as written to the log (``event`` is upcast to the current one).
+    stored_version: int
 
     @property
     def event_id(self) -> UUID:

@@ -181,7 +181,7 @@ def archive_row(
         "received_at": stored.received_at,
         **attribution_columns(stored.attribution),
         "type": event.type,
-        "schema_version": event.schema_version,
+        "schema_version": stored.stored_version,
         "occurred_on": event.occurred_day,
         "body": stored.raw.decode(),
         "chain_hash": hashed,

@@ -66,13 +66,14 @@ def decode_record(value: bytes | None, partition: int, offset: int) -> StoredEve
         raise UndecodableRecord("not a JSON object")
     try:
         received_at = datetime.fromisoformat(body.pop("received_at"))
+        stored_version = body.get("schema_version", 1)  # omitted, it was version 1
         event = parse_event(body)
     except (KeyError, TypeError, ValueError) as exc:
         raise UndecodableRecord(f"not a valid event: {exc}") from exc
     attribution = registry.attribute(event.unit_code, event.occurred_day)
     if attribution is None:
         raise UndecodableRecord(registry.unknown(event.unit_code, event.occurred_day))
-    return StoredEvent(event, partition, offset, received_at, value, attribution)
+    return StoredEvent(event, partition, offset, received_at, value, attribution, stored_version)
 
 
 def genesis_hash(partition: int) -> str:

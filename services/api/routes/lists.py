@@ -1,9 +1,10 @@
-"""``/v1/programs``, ``/v1/conferences``, ``/v1/cases``: the lists, a page at a time."""
+"""``/v1/programs``, ``/v1/conferences``, ``/v1/cases`` and ``/v1/registry-exceptions``: the
+lists, a page at a time."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -38,6 +39,7 @@ from services.api.scopes import resolve_scope
 from services.api.summary import Frame
 from services.api.tabular import Tabular, respond
 from services.web.auth import Principal
+from shared import registry
 
 router = APIRouter(prefix="/v1", tags=["lists"])
 
@@ -106,12 +108,22 @@ class Cases(BaseModel):
     freshness: Freshness
 
 
+def _in_range(
+    day: sa.ColumnElement[date], date_from: date | None, date_to: date | None
+) -> list[sa.ColumnElement[bool]]:
+    return [
+        *([day >= date_from] if date_from else []),
+        *([day <= date_to] if date_to else []),
+    ]
+
+
 def _page(
     request: Request,
     api: Api,
     principal: Principal,
     *,
-    name: Literal["programs", "conferences", "cases"],
+    name: str,
+    table: sa.Table,
     day_column: str,
     frame: Frame,
     province: str | None,
@@ -122,8 +134,7 @@ def _page(
     limit: int,
     after: str | None,
 ) -> tuple[list[dict[str, Any]], str | None, Freshness, dict[str, str]]:
-    """What the three lists share: scope, cursor, read-your-writes, freshness, the page."""
-    table = api.tables.list_table(name)
+    """What the lists share: scope, cursor, read-your-writes, freshness, the page."""
     scope = resolve_scope(principal, province, unit)
     # The cursor is bound to the filters as asked *and* as scoped, so it cannot widen a scope.
     fingerprint = filters_fingerprint(
@@ -187,6 +198,7 @@ def list_programs(
         api,
         principal,
         name="programs",
+        table=t,
         day_column="signed_on",
         frame=frame,
         province=province,
@@ -223,11 +235,7 @@ def list_conferences(
     """Conferences held (sơ kết, tổng kết, ký kết...), newest first."""
     check_range(from_, to)
     t = api.tables.conferences
-    where = []
-    if from_:
-        where.append(t.c.held_on >= from_)
-    if to:
-        where.append(t.c.held_on <= to)
+    where = _in_range(t.c.held_on, from_, to)
     if kind:
         where.append(t.c.kind == kind)
     rows, next_cursor, fresh, headers = _page(
@@ -235,6 +243,7 @@ def list_conferences(
         api,
         principal,
         name="conferences",
+        table=t,
         day_column="held_on",
         frame=frame,
         province=province,
@@ -274,11 +283,7 @@ def list_cases(
     """Complex cases resolved (ổn định / tạm ổn định), newest first."""
     check_range(from_, to)
     t = api.tables.cases
-    where = []
-    if from_:
-        where.append(t.c.resolved_on >= from_)
-    if to:
-        where.append(t.c.resolved_on <= to)
+    where = _in_range(t.c.resolved_on, from_, to)
     if category:
         where.append(t.c.category == category)
     if resolution:
@@ -288,6 +293,7 @@ def list_cases(
         api,
         principal,
         name="cases",
+        table=t,
         day_column="resolved_on",
         frame=frame,
         province=province,
@@ -300,3 +306,67 @@ def list_cases(
     )
     body = Cases(rows=[CaseRow(**r) for r in rows], next_cursor=next_cursor, freshness=fresh)
     return respond(tabular, body, "cases", headers=headers)
+
+
+class RegistryExceptionRow(ListedRow):
+    """An event in the log whose unit does not fit its date (older versions accepted it): it
+    counts under its unit's successor province, and the province reviews it here."""
+
+    type: str
+    occurred_on: date
+    received_at: datetime
+    partition: int
+    offset: int
+    reason: str
+
+
+class RegistryExceptions(BaseModel):
+    rows: list[RegistryExceptionRow]
+    next_cursor: str | None
+    freshness: Freshness
+
+
+@router.get("/registry-exceptions", response_model=RegistryExceptions)
+def list_registry_exceptions(
+    request: Request,
+    api: ApiDep,
+    principal: PrincipalDep,
+    tabular: Tabular,
+    frame: FrameQuery = "current",
+    province: ProvinceQuery = None,
+    unit: UnitQuery = None,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 100,
+    after: AfterQuery = None,
+) -> Any:
+    """Events whose unit did not exist on their date, newest first, with their log position and
+    why they did not fit. They are counted, under the unit's successor province."""
+    t = api.tables.archive
+    check_range(from_, to)
+    where = [t.c.registry_exception.is_(True), *_in_range(t.c.occurred_on, from_, to)]
+    rows, next_cursor, fresh, headers = _page(
+        request,
+        api,
+        principal,
+        name="registry-exceptions",
+        table=t,
+        day_column="occurred_on",
+        frame=frame,
+        province=province,
+        unit=unit,
+        filters={"from": from_, "to": to},
+        where=where,
+        cursor=cursor,
+        limit=limit,
+        after=after,
+    )
+    listed = [RegistryExceptionRow(**row, reason=_misfit(row["unit_code"])) for row in rows]
+    body = RegistryExceptions(rows=listed, next_cursor=next_cursor, freshness=fresh)
+    return respond(tabular, body, "registry-exceptions", headers=headers)
+
+
+def _misfit(unit_code: str) -> str:
+    unit = registry.lookup(unit_code)
+    return registry.misfit(unit) if unit is not None else f"No unit {unit_code!r} in the registry."
