@@ -205,7 +205,7 @@ def test_verify_is_consistent_until_a_row_is_changed_by_hand_and_saved_heads_pro
     assert report["status"] == "inconsistent"
     [difference] = report["differences"]
     assert difference["table"] == "daily_figures"
-    assert difference["key"] == {"day": "2024-05-05", "district_code": HA_TINH_CITY}
+    assert difference["key"] == {"day": "2024-05-05", "unit_code": HA_TINH_CITY}
     assert difference["columns"] == {"conferences": {"served": 7, "log": 1}}
     position = {"partition": receipts[0]["partition"], "offset": receipts[0]["offset"]}
     assert difference["positions"] == [position]

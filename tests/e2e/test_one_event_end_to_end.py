@@ -42,7 +42,7 @@ def test_a_posted_conference_is_served_by_the_summary_once_even_if_sent_twice(
     kafka_bootstrap: str, postgres_url: str, topic: str, tmp_path: Path
 ) -> None:
     with running_stack(kafka_bootstrap, postgres_url, topic, tmp_path) as stack:
-        district = {"Authorization": f"Bearer {stack.token('district', HA_TINH_CITY)}"}
+        district = {"Authorization": f"Bearer {stack.token('reporter', HA_TINH_CITY)}"}
         dashboard = {"Authorization": f"Bearer {stack.token('dashboard')}"}
         event = conference(attendees=137)
 
@@ -65,7 +65,7 @@ def test_ingest_is_not_ready_while_the_broker_is_stopped_and_ready_again_after(
 ) -> None:
     control = broker_control()
     with running_stack(kafka_bootstrap, sqlite_url, topic, tmp_path, services=("ingest",)) as stack:
-        district = {"Authorization": f"Bearer {stack.token('district', HA_TINH_CITY)}"}
+        district = {"Authorization": f"Bearer {stack.token('reporter', HA_TINH_CITY)}"}
         event = conference(attendees=40)
         subprocess.run([control, "stop"], check=True, capture_output=True)
         try:
@@ -95,7 +95,7 @@ def test_the_projector_lives_through_a_broker_restart_and_projects_what_follows(
 ) -> None:
     control = broker_control()
     with running_stack(kafka_bootstrap, postgres_url, topic, tmp_path) as stack:
-        district = {"Authorization": f"Bearer {stack.token('district', HA_TINH_CITY)}"}
+        district = {"Authorization": f"Bearer {stack.token('reporter', HA_TINH_CITY)}"}
         dashboard = {"Authorization": f"Bearer {stack.token('dashboard')}"}
 
         def post_and_read(attendees: int) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """The projector as real processes against the real broker and PostgreSQL, under faults.
 
 A few thousand events (with resends, retractions, retractions of unknown events) are written
-straight to the topic, keyed by district, as ingest would; the projector is killed with SIGKILL,
+straight to the topic, keyed by unit, as ingest would; the projector is killed with SIGKILL,
 scaled out, rebalanced, rebuilt under it. Afterwards every read model must equal, row for row,
 what the oracle below computes from the log: plain Python over the events as sent, written
 without the project's fold so that a bug there cannot hide itself.
@@ -29,21 +29,23 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared.db.engine import make_engine
 from shared.db.schema import read_models
 from shared.events import parse_event
-from shared.records import encode_event
+from shared.records import canonical_json, encode_event
 from tests.support import Stack, free_port, running_stack
 
-# Nine districts of four provinces: Hà Nội, Hà Tĩnh, TP Hồ Chí Minh, Đà Nẵng.
-PROVINCE_OF = {
-    "001": "01",
-    "002": "01",
-    "003": "01",
-    "436": "42",
-    "437": "42",
-    "439": "42",
-    "760": "79",
-    "761": "79",
-    "490": "48",
+# Units of both editions: districts until 2025-06-30, communes from 2025-07-01. Each with the
+# province it reported in (its edition's) and the province its territory is in today.
+REFORM = date(2025, 7, 1)
+DISTRICTS = {  # district -> (province then, province today)
+    "001": ("legacy:01", "01"),  # Hà Nội
+    "002": ("legacy:01", "01"),
+    "436": ("legacy:42", "42"),  # Hà Tĩnh
+    "437": ("legacy:42", "42"),
+    "760": ("legacy:79", "79"),  # TP Hồ Chí Minh
+    "490": ("legacy:48", "48"),  # Đà Nẵng
+    "336": ("legacy:34", "33"),  # Thái Bình, now in Hưng Yên
 }
+COMMUNES = {"00004": "01", "18073": "42", "25747": "79", "20194": "48", "11953": "33"}
+UNITS = [*DISTRICTS, *COMMUNES]
 VIETNAM = timezone(timedelta(hours=7))
 FIGURES = (
     "conferences",
@@ -79,7 +81,9 @@ class Sent:
 
 @dataclass
 class Stream:
-    """Random but valid district reports, written to the topic like ingest writes them."""
+    """Random but valid reports of districts and communes, each dated while its unit existed,
+    written to the topic like ingest writes them; some districts' as version 1 records, like the
+    releases before the 2025 reorganization wrote them."""
 
     bootstrap: str
     topic: str
@@ -88,7 +92,7 @@ class Stream:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.by_district: dict[str, list[dict[str, Any]]] = {d: [] for d in PROVINCE_OF}
+        self.by_unit: dict[str, list[dict[str, Any]]] = {u: [] for u in UNITS}
         self.serial = 0
 
     def write(
@@ -110,8 +114,12 @@ class Stream:
                 pending: list[tuple[dict[str, Any], FutureRecordMetadata]] = []
                 for _ in range(min(chunk, count - start)):
                     body = self.next_body()
-                    value = encode_event(parse_event(body), datetime.now(UTC))
-                    key = body["unit_code"].encode()
+                    received_at = datetime.now(UTC)
+                    if "district_code" in body:  # as the releases before wrote it
+                        value = canonical_json({**body, "received_at": received_at.isoformat()})
+                    else:
+                        value = encode_event(parse_event(body), received_at)
+                    key = unit_of(body).encode()
                     pending.append((body, producer.send(self.topic, key=key, value=value)))
                 producer.flush(timeout=60)
                 for body, future in pending:
@@ -123,45 +131,57 @@ class Stream:
 
     def next_body(self) -> dict[str, Any]:
         rng = self.rng
-        district = rng.choice(list(PROVINCE_OF))
-        earlier = self.by_district[district]
+        unit = rng.choice(UNITS)
+        earlier = self.by_unit[unit]
         roll = rng.random()
         if earlier and roll < 0.05:
             return rng.choice(earlier)  # a resend: same event, received again
         if earlier and roll < 0.11:
-            body = self.retraction(district, rng.choice(earlier)["event_id"])
+            body = self.retraction(unit, rng.choice(earlier)["event_id"])
         elif roll < 0.12:
-            body = self.retraction(district, str(uuid.uuid4()))  # of nothing ever sent
+            body = self.retraction(unit, str(uuid.uuid4()))  # of nothing ever sent
         elif roll < 0.125:
-            other = self.by_district[rng.choice(list(PROVINCE_OF))]  # of another district's
-            body = self.retraction(district, other[0]["event_id"] if other else str(uuid.uuid4()))
+            other = self.by_unit[rng.choice(UNITS)]  # of another unit's
+            body = self.retraction(unit, other[0]["event_id"] if other else str(uuid.uuid4()))
         else:
-            body = self.report(district)
+            body = self.report(unit)
         earlier.append(body)
         return body
 
-    def retraction(self, district: str, target: str) -> dict[str, Any]:
+    def retraction(self, unit: str, target: str) -> dict[str, Any]:
         return self.envelope(
-            "EventRetracted", district, {"retracted_event_id": target, "reason": "Nhập trùng"}
+            "EventRetracted", unit, {"retracted_event_id": target, "reason": "Nhập trùng"}
         )
 
-    def envelope(self, kind: str, district: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def envelope(self, kind: str, unit: str, payload: dict[str, Any]) -> dict[str, Any]:
         rng = self.rng
-        day = date(2022, 1, 1) + timedelta(days=rng.randrange(3 * 365))
+        if unit in DISTRICTS:  # 2022-01-01 to 2025-06-29 (an evening below may make it the 30th)
+            day = date(2022, 1, 1) + timedelta(days=rng.randrange(1276))
+        else:  # 2025-07-01 to 2026-11-30
+            day = REFORM + timedelta(days=rng.randrange(517))
         occurred: str = day.isoformat()
         if rng.random() < 0.15:  # late evening UTC is the next morning in Vietnam
             occurred = f"{day.isoformat()}T{rng.randrange(15, 24):02d}:30:00+00:00"
         elif rng.random() < 0.1:  # no offset: Vietnam's local time
             occurred = f"{day.isoformat()}T{rng.randrange(0, 24):02d}:05:00"
+        if unit in DISTRICTS and rng.random() < 0.5:
+            return {
+                "event_id": str(uuid.uuid4()),
+                "type": kind,
+                "district_code": unit,
+                "occurred_at": occurred,
+                "payload": payload,
+            }
         return {
             "event_id": str(uuid.uuid4()),
             "type": kind,
-            "district_code": district,
+            "schema_version": 2,
+            "unit_code": unit,
             "occurred_at": occurred,
             "payload": payload,
         }
 
-    def report(self, district: str) -> dict[str, Any]:
+    def report(self, unit: str) -> dict[str, Any]:
         rng = self.rng
         self.serial += 1
         n = self.serial
@@ -189,11 +209,11 @@ class Stream:
             if rng.random() < 0.5:
                 payload["connection_points"] = rng.randrange(0, 30)
             if rng.random() < 0.5:
-                payload["program_id"] = f"CT-{district}-{n % 7}"
+                payload["program_id"] = f"CT-{unit}-{n % 7}"
         elif kind == "ProgramSigned":
             start = rng.randrange(2017, 2025)
             payload = {
-                "program_id": f"CT-{district}-{n}",
+                "program_id": f"CT-{unit}-{n}",
                 "title": f"Chương trình phối hợp công tác dân vận {n}",
                 "parties": ["Ban Dân vận Huyện ủy", "Công an huyện"],
                 "period_start": start,
@@ -204,7 +224,7 @@ class Stream:
                 payload["signed_by"] = ["Trưởng Ban Dân vận", "Trưởng Công an"]
         elif kind == "CaseResolved":
             payload = {
-                "case_id": f"VV-{district}-{n}",
+                "case_id": f"VV-{unit}-{n}",
                 "category": rng.choice(
                     ["complaint", "petition", "land", "security_order", "other"]
                 ),
@@ -212,7 +232,7 @@ class Stream:
                 "hotspot_prevented": rng.random() < 0.4,
             }
             if rng.random() < 0.3:
-                payload["program_id"] = f"CT-{district}-{n % 5}"
+                payload["program_id"] = f"CT-{unit}-{n % 5}"
         elif kind == "OutreachSessionHeld":
             payload = {
                 "sessions": rng.randrange(1, 20),
@@ -240,10 +260,21 @@ class Stream:
                 "procedure": "Đăng ký thường trú",
                 "reduction_percent": rng.randrange(1, 10001) / 100,
             }
-        return self.envelope(kind, district, payload)
+        return self.envelope(kind, unit, payload)
 
 
 # --- the oracle ------------------------------------------------------------------------------
+
+
+def unit_of(body: dict[str, Any]) -> str:
+    """The reporting unit: ``unit_code``, or ``district_code`` in a version 1 event."""
+    return str(body["unit_code"] if "unit_code" in body else body["district_code"])
+
+
+def provinces(unit: str, day: date) -> dict[str, str]:
+    """Where a unit's event of that day counts: today's province, and the province of the day."""
+    then, today = DISTRICTS.get(unit) or (COMMUNES[unit], COMMUNES[unit])
+    return {"province_code": today, "reported_province": then if day < REFORM else today}
 
 
 def vietnam_day(occurred_at: str) -> date:
@@ -296,8 +327,8 @@ def list_row(item: Sent) -> tuple[str, dict[str, Any]] | None:
     e, p = item.body, item.body["payload"]
     common = {
         "event_id": e["event_id"],
-        "district_code": e["district_code"],
-        "province_code": PROVINCE_OF[e["district_code"]],
+        "unit_code": unit_of(e),
+        **provinces(unit_of(e), vietnam_day(e["occurred_at"])),
         "partition": item.partition,
         "offset": item.offset,
     }
@@ -345,7 +376,7 @@ class ReadModelRows:
 
 def oracle(sent: list[Sent]) -> ReadModelRows:
     """The read models the log implies: the first copy of each event id counts, in log order;
-    a retraction of an earlier, standing, non-retraction event of its district takes it back."""
+    a retraction of an earlier, standing, non-retraction event of its unit takes it back."""
     first: dict[str, Sent] = {}
     retracted_by: dict[str, str] = {}
     for item in sorted(sent, key=lambda s: (s.partition, s.offset)):
@@ -360,7 +391,7 @@ def oracle(sent: list[Sent]) -> ReadModelRows:
                 target is not None
                 and target_id not in retracted_by
                 and target.body["type"] != "EventRetracted"
-                and target.body["unit_code"] == event["unit_code"]
+                and unit_of(target.body) == unit_of(event)
             ):
                 retracted_by[target_id] = event["event_id"]
     figures: dict[tuple[date, str], Counter[str]] = {}
@@ -368,14 +399,14 @@ def oracle(sent: list[Sent]) -> ReadModelRows:
     for event_id, item in first.items():
         if event_id in retracted_by or item.body["type"] == "EventRetracted":
             continue
-        key = (vietnam_day(item.body["occurred_at"]), item.body["unit_code"])
+        key = (vietnam_day(item.body["occurred_at"]), unit_of(item.body))
         figures.setdefault(key, Counter()).update(contribution(item.body))
         if row := list_row(item):
             lists[row[0]][event_id] = row[1]
     return ReadModelRows(
         archive={i: (s.partition, s.offset, retracted_by.get(i)) for i, s in first.items()},
         figures={
-            key: {"province_code": PROVINCE_OF[key[1]]} | {name: sums[name] for name in FIGURES}
+            key: provinces(key[1], key[0]) | {name: sums[name] for name in FIGURES}
             for key, sums in figures.items()
             if any(sums.values())
         },
@@ -403,7 +434,7 @@ def served(database_url: str) -> ReadModelRows:
             figures = {}
             for row in conn.execute(sa.select(t.figures)):
                 values = dict(row._mapping)
-                key = (values.pop("day"), values.pop("district_code"))
+                key = (values.pop("day"), values.pop("unit_code"))
                 if any(values[name] for name in FIGURES):
                     figures[key] = values
             lists = {
@@ -659,7 +690,7 @@ def test_a_rebuild_under_a_serving_api_and_a_live_projector_equals_the_live_read
         engine.dispose()
         verified = stack.ledger("rebuild", "--verify-only")
         assert verified.returncode == 1, verified.stderr
-        assert "daily_figures" in verified.stderr and f"district_code={district}" in verified.stderr
+        assert "daily_figures" in verified.stderr and f"unit_code={district}" in verified.stderr
         assert "conferences: live" in verified.stderr
 
         # Rebuild again (the swapped tables' names must allow it) while events keep coming:
