@@ -140,8 +140,8 @@ def test_the_dashboard_draws_the_figures_the_summary_serves_for_a_province_and_p
         rows = page.locator("#by-district tbody tr")
         assert rows.count() == len(by_district)
         for expected in by_district:
-            row = page.locator(f"#by-district tbody tr[data-unit='{expected['district_code']}']")
-            assert row.locator("td").first.inner_text() == expected["district_name"]
+            row = page.locator(f"#by-district tbody tr[data-unit='{expected['unit_code']}']")
+            assert row.locator("td").first.inner_text() == expected["unit_name"]
             cells = row.locator("td[data-figure]")
             for j in range(cells.count()):
                 cell = cells.nth(j)
@@ -163,7 +163,7 @@ def test_the_dashboard_draws_the_figures_the_summary_serves_for_a_province_and_p
             "() => { const c = Chart.getChart('chart-district'); "
             "return Object.fromEntries(c.data.labels.map((l, i) => [l, c.data.datasets[0].data[i]])); }"
         )
-        assert per_district == {r["district_name"]: r["outreach_sessions"] for r in by_district}
+        assert per_district == {r["unit_name"]: r["outreach_sessions"] for r in by_district}
 
         # The English switch changes the words, not the numbers.
         page.click("#lang-en")
@@ -178,9 +178,9 @@ def test_the_dashboard_draws_the_figures_the_summary_serves_for_a_province_and_p
         content = Path(download.value.path()).read_bytes()
         assert content.startswith(b"\xef\xbb\xbf")
         lines = content.decode("utf-8-sig").splitlines()
-        assert lines[0].startswith("province_code,province_name,district_code,district_name")
+        assert lines[0].startswith("province_code,province_name,unit_code,unit_name")
         assert {line.split(",")[3] for line in lines[1:]} == {
-            r["district_name"] for r in by_district
+            r["unit_name"] for r in by_district
         }
 
         # Freshness is on the page, and the page raised no script error.
