@@ -311,3 +311,43 @@ def test_a_rebuild_of_a_log_spanning_the_reform_equals_the_live_read_models(
     assert report_.identical, report_.differences
     assert report_.applied > 10
     assert exceptions and exceptions >= 2  # both old-log districts dated after the reform
+
+
+# --- what a dashboard's scope sees -----------------------------------------------------------
+
+
+def test_a_dashboard_of_todays_hung_yen_sees_old_thai_binh_and_one_of_old_thai_binh_only_it(
+    stack: Stack,
+) -> None:
+    hung_yen_commune = "11953"  # Phường Phố Hiến
+    after = ",".join(
+        f"{r['partition']}:{r['offset']}"
+        for r in stack.post_batch(
+            stack.token("reporter", HUNG_YEN),
+            [
+                report(THAI_BINH_CITY, "2025-06-20", attendees=31),
+                report(hung_yen_commune, "2025-07-02", attendees=12),
+            ],
+        )
+    )
+    read(stack, "/v1/summary", after)
+    days = {"from": "2025-06-20", "to": "2025-07-02"}  # no other test reports then
+
+    def units_seen(token: str, **params: str) -> tuple[int, dict[str, int]]:
+        response = httpx.get(
+            f"{stack.api_url}/v1/summary",
+            params={**days, "group_by": "unit", **params},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        seen = {r["unit_code"]: r["conference_attendees"] for r in response.json().get("rows", [])}
+        return response.status_code, seen
+
+    today = stack.token("dashboard", province=HUNG_YEN)
+    old = stack.token("dashboard", province="legacy:34")
+    for frame in ("current", "as_reported"):
+        assert units_seen(today, frame=frame) == (200, {THAI_BINH_CITY: 31, hung_yen_commune: 12})
+        assert units_seen(old, frame=frame) == (200, {THAI_BINH_CITY: 31})
+        assert units_seen(old, frame=frame, province=HUNG_YEN)[0] == 403
+        assert units_seen(old, frame=frame, unit=hung_yen_commune)[0] == 403
+        assert units_seen(today, frame=frame, province=HA_TINH)[0] == 403
