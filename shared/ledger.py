@@ -262,9 +262,7 @@ def _group_fields(key: tuple[Any, ...], group_by: Sequence[str]) -> dict[str, An
         province = registry.lookup(code)
         assert province is not None  # the projector attributed it
         fields["province_code"] = code
-        fields["province_name"] = province.name + (
-            f" (đến {registry.LEGACY_LAST_DAY:%-d/%-m/%Y})" if province.edition == "legacy" else ""
-        )
+        fields["province_name"] = registry.province_label(code, province.name)
     if "unit" in group_by:
         found = registry.lookup(next(parts))
         assert found is not None

@@ -99,6 +99,14 @@ class Attribution:
     exception: str | None = None
 
 
+def province_label(key: str, name: str) -> str:
+    """A province's name as a figure's group shows it: a legacy one is labelled so that it
+    cannot be taken for today's, "Tỉnh Thái Bình (đến 30/6/2025)"."""
+    if key.startswith(LEGACY_PREFIX):
+        return f"{name} (đến {LEGACY_LAST_DAY.day}/{LEGACY_LAST_DAY.month}/{LEGACY_LAST_DAY.year})"
+    return name
+
+
 def edition_on(day: date) -> Edition:
     return "legacy" if day < REFORM_DAY else "2025"
 

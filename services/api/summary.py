@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from shared.db.schema import ReadModels, units
 from shared.folds import STORED_FIGURES, summary_row
-from shared.registry import LEGACY_LAST_DAY, LEGACY_PREFIX
+from shared.registry import province_label
 
 Frame = Literal["current", "as_reported"]
 FRAMES: tuple[Frame, ...] = ("current", "as_reported")
@@ -111,7 +111,7 @@ def _group_keys(row: sa.RowMapping, group_by: Sequence[Dimension]) -> dict[str, 
     keys: dict[str, Any] = {}
     if "province" in group_by or "unit" in group_by:
         keys["province_code"] = row["province_code"]
-        keys["province_name"] = _province_label(row["province_code"], row["province_name"])
+        keys["province_name"] = province_label(row["province_code"], row["province_name"])
     if "unit" in group_by:
         for name in ("unit_code", "unit_name", "unit_level", "unit_edition"):
             keys[name] = row[name]
@@ -122,11 +122,3 @@ def _group_keys(row: sa.RowMapping, group_by: Sequence[Dimension]) -> dict[str, 
     if "month" in group_by:
         keys["period"] = f"{row['month'] // 100}-{row['month'] % 100:02d}"
     return keys
-
-
-def _province_label(key: str, name: str) -> str:
-    """A legacy province is labelled so it cannot be taken for today's: "Tỉnh Thái Bình (đến
-    30/6/2025)"."""
-    if key.startswith(LEGACY_PREFIX):
-        return f"{name} (đến {LEGACY_LAST_DAY.day}/{LEGACY_LAST_DAY.month}/{LEGACY_LAST_DAY.year})"
-    return name
