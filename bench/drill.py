@@ -1,11 +1,12 @@
 """`make drill`: a bounded fault drill. Nothing answered 202 may be lost or counted twice.
 
-District clients post events (single and in batches) with retries and deliberate resends; the
-projector is killed with SIGKILL several times, and PostgreSQL and the broker are each restarted
-once meanwhile. At the end every accepted event must be in the log and in the aggregates exactly
-once (checked by counting against the clients' own records and by `ledger verify`), and no
-request may have had a 5xx other than 503 while a dependency was down: neither the clients' posts
-nor a dashboard's summaries, asked of the query API all along.
+Unit clients (legacy districts before the 2025 reform, communes after) post events (single and
+in batches) with retries and deliberate resends; the projector is killed with SIGKILL several
+times, and PostgreSQL and the broker are each restarted once meanwhile. At the end every
+accepted event must be in the log and in the aggregates exactly once (checked by counting
+against the clients' own records and by `ledger verify`), and no request may have had a 5xx
+other than 503 while a dependency was down: neither the clients' posts nor a dashboard's
+summaries, asked of the query API all along.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.run import ROOT, exit_on_sigterm, fresh_bodies, ledger, service
-from services.demo import demo_districts
+from bench.run import ROOT, exit_on_sigterm, fresh_bodies, ledger, reporting_units, service
 from services.topics import ensure_topics
 from services.web.auth import create_token
 from shared.db.engine import make_engine, migrate
@@ -63,7 +63,7 @@ class Tally:
 def post_with_retries(
     client: httpx.Client, path: str, body: Any, tally: Tally, deadline: float
 ) -> Any:
-    """Post until a non-5xx answer, as a district system on a poor link would."""
+    """Post until a non-5xx answer, as a unit's system on a poor link would."""
     while time.monotonic() < deadline:
         try:
             response = client.post(path, json=body)
@@ -85,7 +85,7 @@ def post_with_retries(
     raise TimeoutError("the drill ran out of time posting")
 
 
-def district_client(
+def unit_client(
     url: str,
     token: str,
     events: list[dict[str, Any]],
@@ -183,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         "PRODUCE_TIMEOUT_SECONDS": "5",
         "LOG_LEVEL": "WARNING",
     }
-    districts = demo_districts(("42", "01"), 4)
-    per_district = options.events // len(districts)
+    # Two legacy districts (reporting before the 2025 reform) and two communes (after) in each
+    # of Hà Tĩnh and Hà Nội: eight clients, as before.
+    units = reporting_units(("42", "01"), 2)
+    per_unit = options.events // len(units)
     tally = Tally()
     kills = 0
     deadline = time.monotonic() + 900
@@ -208,18 +210,18 @@ def main(argv: list[str] | None = None) -> int:
         reader.start()
         clients = [
             threading.Thread(
-                target=district_client,
+                target=unit_client,
                 args=(
                     f"http://127.0.0.1:{ingest_port}",
-                    create_token(engine, "district", district_code=d)[1],
-                    fresh_bodies(per_district, d),
+                    create_token(engine, "reporter", unit_code=u)[1],
+                    fresh_bodies(per_unit, u),
                     tally,
                     deadline,
                     options.seconds,
                 ),
                 daemon=True,  # so a terminated drill exits without waiting for them
             )
-            for d in districts
+            for u in units
         ]
         for client in clients:
             client.start()

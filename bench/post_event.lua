@@ -3,7 +3,8 @@
 -- math.random is not seeded, so ids are made unique by LEDGER_RUN (6 hex digits, new for
 -- each wrk run) and the thread's number.
 local token = os.getenv("LEDGER_TOKEN")
-local district = os.getenv("LEDGER_DISTRICT") or "436"
+-- Legacy district 436 (Thành phố Hà Tĩnh), dated before the 2025 reorganization.
+local unit = os.getenv("LEDGER_UNIT") or "436"
 local run = os.getenv("LEDGER_RUN")
 local counter = 0
 local threads = 0
@@ -24,7 +25,7 @@ end
 function request()
   counter = counter + 1
   local id = string.format("%s-%04x-4%03x-8%03x-%012x", prefix, counter % 0x10000, counter % 0x1000, math.random(0, 0xfff), counter)
-  local body = '{"event_id":"' .. id .. '","type":"ConferenceHeld","district_code":"' .. district ..
+  local body = '{"event_id":"' .. id .. '","type":"ConferenceHeld","schema_version":2,"unit_code":"' .. unit ..
     '","occurred_at":"2024-09-15","payload":{"title":"Hội nghị sơ kết công tác phối hợp",' ..
     '"kind":"review","organizers":["Ban Dân vận Huyện ủy","Công an huyện"],"attendees":120,"online":false}}'
   return wrk.format(nil, nil, nil, body)

@@ -206,25 +206,36 @@ def tokens_list() -> None:
 def demo(
     ingest_url: Annotated[str, typer.Option(help="Where ingest listens")] = "http://127.0.0.1:8001",
     small: Annotated[
-        bool, typer.Option(help="Three districts of two provinces, two years")
+        bool,
+        typer.Option(
+            help=(
+                "Two units of each kind per province, from January 2025 (or of last year, if "
+                "earlier), across the reform, to today"
+            )
+        ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Same seed, same events")] = 2022,
 ) -> None:
-    """Load realistic sample data (modelled on the seed articles) through ingest, like districts do."""
+    """Load realistic sample data (modelled on the seed articles) through ingest, as the units
+    do: legacy districts and provincial offices until 2025-06-30, communes and today's
+    provincial offices from 2025-07-01, for Hà Tĩnh, Hà Nội, Hưng Yên (with Thái Bình) and Đồng
+    Nai (with Bình Phước)."""
     import httpx
     from rich.progress import Progress
 
-    from services.demo import generate
+    from services.demo import census, generate
     from services.web.auth import create_token
+    from shared.registry import REFORM_DAY
 
+    today = date.today()
     if small:
-        this_year = date.today().year
-        years = (this_year - 1, this_year)  # the dashboard opens on this year
+        # Across the reform, and the dashboard opens on this year.
+        first = min(today.year - 1, REFORM_DAY.year)
         data = generate(
-            provinces=("42", "01"), per_province=3, years=years, seed=seed, until=date.today()
+            per_province=2, years=tuple(range(first, today.year + 1)), seed=seed, until=today
         )
     else:
-        data = generate(years=(2022, 2023, 2024, 2025, 2026), seed=seed, until=date.today())
+        data = generate(seed=seed, until=today)  # from 2022
     engine = _engine()
     total = sum(len(events) for events in data.values())
     accepted = duplicates = 0
@@ -233,8 +244,10 @@ def demo(
         Progress(console=console) as progress,
     ):
         task = progress.add_task("posting sample events", total=total)
-        for district, events in data.items():
-            _, token = create_token(engine, "district", district_code=district, label="demo")
+        for unit, events in data.items():
+            # Each unit's own reporter token; a provincial office's also files its units' late
+            # reports.
+            _, token = create_token(engine, "reporter", unit_code=unit, label="demo")
             for start in range(0, len(events), 1000):
                 chunk = events[start : start + 1000]
                 response = client.post(
@@ -242,21 +255,34 @@ def demo(
                 )
                 if response.status_code != 202:
                     console.print(
-                        f"[red]ingest answered {response.status_code}: {response.text[:500]}"
+                        f"[red]ingest answered {response.status_code} to {unit}'s reports: "
+                        f"{response.text[:500]}"
                     )
                     raise typer.Exit(1)
                 statuses = [r["status"] for r in response.json()["receipts"]]
                 accepted += statuses.count("accepted")
                 duplicates += statuses.count("duplicate")
                 progress.advance(task, len(chunk))
-    console.print(
-        f"{accepted} events accepted, {duplicates} already there, from {len(data)} districts"
-    )
+    table = Table(title="sample events posted")
+    for name in ("reporting unit", "dated", "events"):
+        table.add_column(name, justify="right" if name == "events" else "left")
+    rows = sorted(census(data).items(), key=lambda row: (row[0][1].startswith("from"), row[0]))
+    for (kind, period), count in rows:
+        table.add_row(kind, period, f"{count:,}")
+    console.print(table)
+    console.print(f"{accepted} events accepted, {duplicates} already there, from {len(data)} units")
 
 
 @app.command()
 def replay(
-    district: Annotated[str | None, typer.Option(help="Only this district (code)")] = None,
+    unit: Annotated[
+        str | None,
+        typer.Option(
+            "--unit",
+            "--district",
+            help="Only this unit: a commune (18073), a district (436), a province (42) or legacy:CODE",
+        ),
+    ] = None,
     event_type: Annotated[
         str | None, typer.Option("--type", help="Only this event type, e.g. ConferenceHeld")
     ] = None,
@@ -277,15 +303,19 @@ def replay(
 
     from services.api.audit_log import KafkaLog, LogUnavailable, parse_instant
     from services.api.audit_replay import ReplayFilter, plan_replay, replay_lines
+    from shared import registry
     from shared.db.schema import read_models
     from shared.events import EVENT_TYPES
     from shared.settings import get_api_settings
 
     if event_type is not None and event_type not in EVENT_TYPES:
         raise typer.BadParameter(f"one of {', '.join(sorted(EVENT_TYPES))}", param_hint="--type")
+    found = registry.lookup(unit) if unit is not None else None
+    if unit is not None and found is None:
+        raise typer.BadParameter(f"no unit {unit!r} in the registry", param_hint="--unit")
     try:
         wanted = ReplayFilter(
-            district,
+            found.key if found else None,
             event_type,
             parse_instant(received_from) if received_from else None,
             parse_instant(received_to, end_of_day=True) if received_to else None,

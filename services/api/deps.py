@@ -282,15 +282,6 @@ def check_range(date_from: date | None, date_to: date | None) -> None:
         raise invalid_parameter("from", "after 'to'", "range", "'from' is after 'to'.")
 
 
-def unit_parameter(unit: str | None, district: str | None) -> str | None:
-    """``unit=``, or its older name ``district=``."""
-    if unit is not None and district is not None and unit != district:
-        raise invalid_parameter(
-            "district", "differs from unit", "conflict", "district= is another name for unit="
-        )
-    return unit if unit is not None else district
-
-
 def group_by_dimensions(value: str | None) -> list[Dimension]:
     try:
         return parse_group_by(value)

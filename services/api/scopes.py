@@ -86,15 +86,25 @@ def _unknown(name: str, value: str, why: str) -> Problem:
     return invalid_parameter(name, f"unknown {name}", f"unknown_{name}", why)
 
 
-def resolve_scope(principal: Principal, province: str | None, unit: str | None) -> Scope:
+def resolve_scope(
+    principal: Principal, province: str | None, unit: str | None, district: str | None = None
+) -> Scope:
     """The caller's filters, checked against the registry and limited to what the token may
-    read. 422 for a unit the registry lacks, 403 for one outside the token's scope."""
+    read. 422 for a unit the registry lacks, 403 for one outside the token's scope.
+    ``district`` is the older name of ``unit``; an error names the parameter the caller sent."""
+    unit_param = "unit"
+    if district is not None:
+        if unit is not None and unit != district:
+            raise invalid_parameter(
+                "district", "differs from unit", "conflict", "district= is another name for unit="
+            )
+        unit, unit_param = district, "district"
     province_unit = registry.lookup(province) if province is not None else None
     if province is not None and (province_unit is None or province_unit.level != "province"):
         raise _unknown("province", province, f"No province {province!r} in the registry.")
     found = registry.lookup(unit) if unit is not None else None
     if unit is not None and found is None:
-        raise _unknown("unit", unit, f"No unit {unit!r} in the registry.")
+        raise _unknown(unit_param, unit, f"No unit {unit!r} in the registry.")
     if (
         province_unit is not None
         and found is not None

@@ -179,9 +179,7 @@ def test_the_dashboard_draws_the_figures_the_summary_serves_for_a_province_and_p
         assert content.startswith(b"\xef\xbb\xbf")
         lines = content.decode("utf-8-sig").splitlines()
         assert lines[0].startswith("province_code,province_name,unit_code,unit_name")
-        assert {line.split(",")[3] for line in lines[1:]} == {
-            r["unit_name"] for r in by_district
-        }
+        assert {line.split(",")[3] for line in lines[1:]} == {r["unit_name"] for r in by_district}
 
         # Freshness is on the page, and the page raised no script error.
         assert page.locator("#freshness").inner_text() != ""

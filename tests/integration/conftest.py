@@ -22,9 +22,7 @@ HA_TINH_CITY = "436"
 HONG_LINH = "437"  # another district of Hà Tĩnh
 
 
-def event(
-    kind: str = "ConferenceHeld", unit: str = HA_TINH_CITY, **payload: Any
-) -> dict[str, Any]:
+def event(kind: str = "ConferenceHeld", unit: str = HA_TINH_CITY, **payload: Any) -> dict[str, Any]:
     body = copy.deepcopy(EXAMPLES[kind])
     body["event_id"] = str(uuid.uuid4())
     body["unit_code"] = unit
@@ -42,9 +40,7 @@ class Ingest:
     def token(self, role: Any = "reporter", unit: str | None = HA_TINH_CITY) -> str:
         engine = make_engine(self.database_url)
         try:
-            return create_token(
-                engine, role, unit_code=unit if role == "reporter" else None
-            )[1]
+            return create_token(engine, role, unit_code=unit if role == "reporter" else None)[1]
         finally:
             engine.dispose()
 

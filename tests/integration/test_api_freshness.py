@@ -30,14 +30,16 @@ def test_the_lag_is_how_long_the_oldest_unapplied_record_has_waited_and_parked_o
     with running_stack(
         kafka_bootstrap, sqlite_url, topic, tmp_path, services=("ingest", "api")
     ) as stack:
-        district = {"Authorization": f"Bearer {stack.token('district', '436')}"}
+        # A reporter of Thành phố Hà Tĩnh (436), the unit of the example event.
+        reporter = {"Authorization": f"Bearer {stack.token('reporter', '436')}"}
         api = httpx.Client(
             base_url=stack.api_url,
             headers={"Authorization": f"Bearer {stack.token('dashboard')}"},
             timeout=30,
         )
         event = {**copy.deepcopy(EXAMPLES["ConferenceHeld"]), "event_id": str(uuid.uuid4())}
-        posted = httpx.post(f"{stack.ingest_url}/v1/events", json=event, headers=district)
+        assert event["unit_code"] == "436"
+        posted = httpx.post(f"{stack.ingest_url}/v1/events", json=event, headers=reporter)
         assert posted.status_code == 202, posted.text
         accepted_at = time.time()
         receipt = posted.json()

@@ -2,7 +2,11 @@
 the seed articles goes through ingest, Kafka and the projector; the figures the API serves must
 equal the ones worked out by hand below, on SQLite and on PostgreSQL.
 
-The data set (three districts, 2016-2024):
+The data set (three legacy districts, 2016-2024, each posting with its own reporter token; Ba
+Đình's system still sends version 1 envelopes, ``district_code``, which are upcast). All of it
+is dated before 2025-07-01: in the ``current`` frame (the default) it counts under today's
+provinces, 42 Hà Tĩnh and 01 Hà Nội; ``as_reported`` under the provinces of its dates,
+legacy:42 and legacy:01, which had the same territory.
 
 - Thành phố Hà Tĩnh (436): the 2017-2021 summary conference and the 2022-2026 program signed
   on 15-9-2021 (seed 000); a review in 2023; two outreach reports at the end of 2023, one of
@@ -73,17 +77,24 @@ def _id(name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"district-ledger-test/{name}"))
 
 
-def event(key: str, kind: str, district: str, day: str, /, **payload: Any) -> dict[str, Any]:
-    """One report; ``key`` names it in this file (its event_id is derived from it)."""
+def event(key: str, kind: str, unit: str, day: str, /, **payload: Any) -> dict[str, Any]:
+    """One report (envelope version 2); ``key`` names it in this file (its event_id is derived
+    from it)."""
     return {
         "event_id": _id(key),
         "type": kind,
-        "schema_version": 1,
-        "district_code": district,
+        "schema_version": 2,
+        "unit_code": unit,
         "occurred_at": day,
         "reporter": "Văn phòng Ban Dân vận",
         "payload": payload,
     }
+
+
+def version_1(report: dict[str, Any]) -> dict[str, Any]:
+    """The same report as a system written before 2025 sends it: ``district_code``."""
+    old = {k: v for k, v in report.items() if k != "unit_code"}
+    return {**old, "schema_version": 1, "district_code": report["unit_code"]}
 
 
 CONTENT_ITEMS = [
@@ -250,7 +261,7 @@ REPORTS: dict[str, list[dict[str, Any]]] = {
         tips("hl-nt-2024-q1", HONG_LINH, "2024-03-31", 80, 20, 1),
         reduced("hl-dang-ky-xe", HONG_LINH, "2024-04-10", "Đăng ký xe", 60),
     ],
-    BA_DINH: [
+    BA_DINH: [version_1(report) for report in [
         program("CTPH-001-2016-2021", BA_DINH, "2016-11-04", 2016, 2021),
         conference(
             "bd-kyket-2023", BA_DINH, "2023-12-05", "signing", 200,
@@ -259,7 +270,7 @@ REPORTS: dict[str, list[dict[str, Any]]] = {
         model("DVK-001-2024", BA_DINH, "2024-01-15"),
         commendation("bd-khen-2024", BA_DINH, "2024-01-15", kind="individual"),
         outreach("bd-tt-2024-02", BA_DINH, "2024-02-10", 5, 1000, 2000, 10),
-    ],
+    ]],
 }  # fmt: skip
 
 # --- the expectations, worked out by hand from the list above ----------------------------------
@@ -362,11 +373,31 @@ WINTER_BY_MONTH = [
     )},
 ]  # fmt: skip
 
+# The current frame: today's provinces (for Hà Tĩnh and Hà Nội, the same territory as before).
 HA_NOI_KEYS = {"province_code": HA_NOI, "province_name": "Thành phố Hà Nội"}
 HA_TINH_KEYS = {"province_code": HA_TINH, "province_name": "Tỉnh Hà Tĩnh"}
-CITY_KEYS = {**HA_TINH_KEYS, "district_code": HA_TINH_CITY, "district_name": "Thành phố Hà Tĩnh"}
-HONG_LINH_KEYS = {**HA_TINH_KEYS, "district_code": HONG_LINH, "district_name": "Thị xã Hồng Lĩnh"}
-BA_DINH_KEYS = {**HA_NOI_KEYS, "district_code": BA_DINH, "district_name": "Quận Ba Đình"}
+# The as_reported frame: the provinces as they were on the reports' dates.
+OLD_HA_TINH, OLD_HA_NOI = "legacy:42", "legacy:01"
+OLD_HA_NOI_KEYS = {"province_code": OLD_HA_NOI, "province_name": "Thành phố Hà Nội (đến 30/6/2025)"}
+OLD_HA_TINH_KEYS = {"province_code": OLD_HA_TINH, "province_name": "Tỉnh Hà Tĩnh (đến 30/6/2025)"}
+
+
+def district_keys(code: str, name: str) -> dict[str, str]:
+    """A summary row's unit keys for a district of the legacy edition."""
+    return {
+        "unit_code": code,
+        "unit_name": name,
+        "unit_level": "district",
+        "unit_edition": "legacy",
+    }
+
+
+CITY = district_keys(HA_TINH_CITY, "Thành phố Hà Tĩnh")
+HONG_LINH_UNIT = district_keys(HONG_LINH, "Thị xã Hồng Lĩnh")
+BA_DINH_UNIT = district_keys(BA_DINH, "Quận Ba Đình")
+CITY_KEYS = {**HA_TINH_KEYS, **CITY}
+HONG_LINH_KEYS = {**HA_TINH_KEYS, **HONG_LINH_UNIT}
+BA_DINH_KEYS = {**HA_NOI_KEYS, **BA_DINH_UNIT}
 
 
 # --- the running system, loaded once per storage -------------------------------------------------
@@ -434,7 +465,19 @@ def test_the_totals_equal_the_hand_computed_figures_with_the_retracted_copy_left
 ) -> None:
     assert ledger.rows("/v1/summary") == [EVERYTHING]
     assert ledger.rows("/v1/summary", province=HA_TINH) == [HA_TINH_TOTAL]
-    assert ledger.rows("/v1/summary", district=HA_TINH_CITY) == [CITY_TOTAL]
+    assert ledger.rows("/v1/summary", unit=HA_TINH_CITY) == [CITY_TOTAL]
+    assert ledger.rows("/v1/summary", district=HA_TINH_CITY) == [CITY_TOTAL]  # unit's older name
+    assert ledger.rows("/v1/summary", unit=BA_DINH) == [BA_DINH_TOTAL]  # sent as version 1
+
+
+def test_the_totals_are_the_same_in_both_frames(ledger: Ledger) -> None:
+    assert ledger.rows("/v1/summary", frame="current") == [EVERYTHING]
+    assert ledger.rows("/v1/summary", frame="as_reported") == [EVERYTHING]
+    # A legacy province and a unit name the same reports in either frame (here all of today's
+    # Hà Tĩnh's history is old Hà Tĩnh's: nothing is dated after 2025-07-01).
+    for frame in ("current", "as_reported"):
+        assert ledger.rows("/v1/summary", frame=frame, province=OLD_HA_TINH) == [HA_TINH_TOTAL]
+        assert ledger.rows("/v1/summary", frame=frame, unit=HONG_LINH) == [HONG_LINH_TOTAL]
 
 
 def test_grouping_by_province_gives_one_row_per_province_with_its_vietnamese_name(
@@ -444,18 +487,36 @@ def test_grouping_by_province_gives_one_row_per_province_with_its_vietnamese_nam
         {**HA_NOI_KEYS, **BA_DINH_TOTAL},
         {**HA_TINH_KEYS, **HA_TINH_TOTAL},
     ]
+    assert ledger.rows("/v1/summary", group_by="province", frame="current") == [
+        {**HA_NOI_KEYS, **BA_DINH_TOTAL},
+        {**HA_TINH_KEYS, **HA_TINH_TOTAL},
+    ]
 
 
-def test_grouping_by_district_gives_one_row_per_district_that_reported(ledger: Ledger) -> None:
-    assert ledger.rows("/v1/summary", group_by="district") == [
+def test_as_reported_the_provinces_are_those_of_the_reports_dates_labelled_as_old(
+    ledger: Ledger,
+) -> None:
+    assert ledger.rows("/v1/summary", group_by="province", frame="as_reported") == [
+        {**OLD_HA_NOI_KEYS, **BA_DINH_TOTAL},
+        {**OLD_HA_TINH_KEYS, **HA_TINH_TOTAL},
+    ]
+    assert ledger.rows("/v1/summary", group_by="unit", frame="as_reported") == [
+        {**OLD_HA_NOI_KEYS, **BA_DINH_UNIT, **BA_DINH_TOTAL},
+        {**OLD_HA_TINH_KEYS, **CITY, **CITY_TOTAL},
+        {**OLD_HA_TINH_KEYS, **HONG_LINH_UNIT, **HONG_LINH_TOTAL},
+    ]
+
+
+def test_grouping_by_unit_gives_one_row_per_district_that_reported(ledger: Ledger) -> None:
+    by_unit = [
         {**BA_DINH_KEYS, **BA_DINH_TOTAL},
         {**CITY_KEYS, **CITY_TOTAL},
         {**HONG_LINH_KEYS, **HONG_LINH_TOTAL},
     ]
-    assert ledger.rows("/v1/summary", group_by="district", province=HA_TINH) == [
-        {**CITY_KEYS, **CITY_TOTAL},
-        {**HONG_LINH_KEYS, **HONG_LINH_TOTAL},
-    ]
+    assert ledger.rows("/v1/summary", group_by="unit") == by_unit
+    assert ledger.rows("/v1/summary", group_by="district") == by_unit  # unit's older name
+    assert ledger.rows("/v1/summary", group_by="unit", province=HA_TINH) == by_unit[1:]
+    assert ledger.rows("/v1/summary", group_by="district", province=HA_TINH) == by_unit[1:]
 
 
 def test_grouping_by_year_gives_one_row_per_year_that_has_reports(ledger: Ledger) -> None:
@@ -481,8 +542,9 @@ def test_the_range_bounds_are_inclusive_days(ledger: Ledger) -> None:
 
 
 def test_district_and_period_can_be_grouped_together(ledger: Ledger) -> None:
-    rows = ledger.rows("/v1/summary", **WINTER, group_by="district,quarter")
-    assert [(r["district_code"], r["period"]) for r in rows] == [
+    rows = ledger.rows("/v1/summary", **WINTER, group_by="unit,quarter")
+    assert ledger.rows("/v1/summary", **WINTER, group_by="district,quarter") == rows
+    assert [(r["unit_code"], r["period"]) for r in rows] == [
         (HA_TINH_CITY, "2023-Q4"),
         (HA_TINH_CITY, "2024-Q1"),
         (HONG_LINH, "2023-Q4"),
@@ -513,11 +575,14 @@ def test_every_response_says_how_fresh_it_is(ledger: Ledger) -> None:
 
 def test_conferences_list_newest_first_within_the_scope_and_range(ledger: Ledger) -> None:
     rows = ledger.rows("/v1/conferences", province=HA_TINH, **{"from": "2023-01-01"})
-    assert [(r["held_on"], r["district_name"], r["attendees"]) for r in rows] == [
-        ("2024-12-25", "Thành phố Hà Tĩnh", 150),
-        ("2023-12-15", "Thị xã Hồng Lĩnh", 90),
-        ("2023-06-20", "Thành phố Hà Tĩnh", 85),
+    assert [(r["held_on"], r["unit_code"], r["unit_name"], r["attendees"]) for r in rows] == [
+        ("2024-12-25", HA_TINH_CITY, "Thành phố Hà Tĩnh", 150),
+        ("2023-12-15", HONG_LINH, "Thị xã Hồng Lĩnh", 90),
+        ("2023-06-20", HA_TINH_CITY, "Thành phố Hà Tĩnh", 85),
     ]
+    assert {r["unit_level"] for r in rows} == {"district"}
+    # Today's province, and the one of the conference's date.
+    assert {(r["province_code"], r["reported_province"]) for r in rows} == {(HA_TINH, OLD_HA_TINH)}
     assert rows[0]["title"] == "Hội nghị tổng kết công tác phối hợp năm 2024"
     assert [r["kind"] for r in ledger.rows("/v1/conferences", kind="signing")] == ["signing"]
 
@@ -542,31 +607,55 @@ def test_cases_filter_by_resolution(ledger: Ledger) -> None:
 # --- scopes --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("scope", [HA_TINH, OLD_HA_TINH])
 def test_a_province_scoped_dashboard_token_sees_its_province_and_is_refused_elsewhere(
-    ledger: Ledger,
+    ledger: Ledger, scope: str
 ) -> None:
-    token = ledger.stack.token("dashboard", province=HA_TINH)
+    # Today's Hà Tĩnh (42) sees its whole history, old Hà Tĩnh's included; old Hà Tĩnh
+    # (legacy:42) its own events: here, with nothing after 2025-07-01, the same reports.
+    token = ledger.stack.token("dashboard", province=scope)
     own = ledger.get("/v1/summary", token=token)
     assert own.json()["rows"] == [HA_TINH_TOTAL]
     grouped = ledger.get("/v1/summary", {"group_by": "province"}, token=token)
     assert [r["province_code"] for r in grouped.json()["rows"]] == [HA_TINH]
-    for params in ({"province": HA_NOI}, {"district": BA_DINH}):
+    as_reported = ledger.get(
+        "/v1/summary", {"group_by": "province", "frame": "as_reported"}, token=token
+    )
+    assert [r["province_code"] for r in as_reported.json()["rows"]] == [OLD_HA_TINH]
+    for params in (
+        {"province": HA_NOI},
+        {"province": OLD_HA_NOI},
+        {"unit": BA_DINH},
+        {"district": BA_DINH},
+    ):
         for path in ("/v1/summary", "/v1/conferences", "/v1/programs", "/v1/cases"):
             refused = ledger.get(path, params, token=token)
             assert refused.status_code == 403, (path, params)
             assert refused.headers["content-type"] == "application/problem+json"
     listed = ledger.get("/v1/programs", token=token).json()["rows"]
     assert {r["province_code"] for r in listed} == {HA_TINH}
+    assert {r["reported_province"] for r in listed} == {OLD_HA_TINH}
 
 
 def test_a_district_token_reads_its_own_district_only(ledger: Ledger) -> None:
+    # A reporter token bound to a legacy district: what the old "district" role became.
     token = ledger.stack.token("reporter", HONG_LINH)
     assert ledger.get("/v1/summary", token=token).json()["rows"] == [HONG_LINH_TOTAL]
-    own = ledger.get("/v1/summary", {"district": HONG_LINH, "group_by": "district"}, token=token)
+    own = ledger.get("/v1/summary", {"unit": HONG_LINH, "group_by": "unit"}, token=token)
     assert own.json()["rows"] == [{**HONG_LINH_KEYS, **HONG_LINH_TOTAL}]
+    older = ledger.get("/v1/summary", {"district": HONG_LINH, "group_by": "district"}, token=token)
+    assert older.json()["rows"] == [{**HONG_LINH_KEYS, **HONG_LINH_TOTAL}]
+    # Its own province, asked for, still shows only the district.
+    in_province = ledger.get("/v1/summary", {"province": HA_TINH}, token=token)
+    assert in_province.json()["rows"] == [HONG_LINH_TOTAL]
     cases = ledger.get("/v1/cases", token=token).json()["rows"]
     assert [c["case_id"] for c in cases] == ["VV-437-2023-01"]
-    for params in ({"district": HA_TINH_CITY}, {"province": HA_NOI}):
+    for params in (
+        {"unit": HA_TINH_CITY},
+        {"district": HA_TINH_CITY},
+        {"province": HA_NOI},
+        {"province": OLD_HA_NOI},
+    ):
         assert ledger.get("/v1/summary", params, token=token).status_code == 403
         assert ledger.get("/v1/conferences", params, token=token).status_code == 403
 
@@ -586,12 +675,21 @@ def test_summary_csv_opens_with_a_bom_a_header_and_vietnamese_names_intact(ledge
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     assert response.content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
-    assert list(rows[0])[:4] == ["province_code", "province_name", "district_code", "district_name"]
-    assert [r["district_name"] for r in rows] == [
+    assert list(rows[0])[:6] == [
+        "province_code",
+        "province_name",
+        "unit_code",
+        "unit_name",
+        "unit_level",
+        "unit_edition",
+    ]
+    assert "period" not in rows[0]  # not grouped by a period: no such column
+    assert [r["unit_name"] for r in rows] == [
         "Quận Ba Đình",
         "Thành phố Hà Tĩnh",
         "Thị xã Hồng Lĩnh",
     ]
+    assert [(r["unit_level"], r["unit_edition"]) for r in rows] == [("district", "legacy")] * 3
     assert rows[1]["province_name"] == "Tỉnh Hà Tĩnh"
     assert (rows[1]["conference_attendees"], rows[1]["broadcast_hours"]) == ("355", "3.75")
 
@@ -624,11 +722,23 @@ def test_a_list_as_csv_keeps_titles_and_joins_list_values(ledger: Ledger) -> Non
         ("/v1/summary", {"from": "2024-03-01", "to": "2024-01-01"}),
         ("/v1/summary", {"province": "4x"}),
         ("/v1/summary", {"province": "99"}),
+        ("/v1/summary", {"province": "legacy:99"}),
+        ("/v1/summary", {"province": HA_TINH_CITY}),
         ("/v1/summary", {"district": "999"}),
+        ("/v1/summary", {"unit": "999"}),
+        ("/v1/summary", {"unit": "99999"}),
+        ("/v1/summary", {"unit": "4x"}),
+        ("/v1/summary", {"unit": HA_TINH_CITY, "district": HONG_LINH}),
         ("/v1/summary", {"province": HA_NOI, "district": HA_TINH_CITY}),
+        ("/v1/summary", {"province": HA_NOI, "unit": HA_TINH_CITY}),
+        ("/v1/summary", {"province": OLD_HA_TINH, "unit": "00004"}),  # a commune of Hà Nội
+        ("/v1/summary", {"frame": "today"}),
+        ("/v1/summary", {"group_by": "commune"}),
         ("/v1/summary", {"after": "0:-1"}),
         ("/v1/summary", {"format": "xlsx"}),
         ("/v1/conferences", {"kind": "party"}),
+        ("/v1/conferences", {"unit": "99999"}),
+        ("/v1/conferences", {"frame": "today"}),
         ("/v1/conferences", {"limit": "0"}),
         ("/v1/conferences", {"limit": "100000"}),
         ("/v1/conferences", {"from": "2024-03-01", "to": "2024-01-01"}),

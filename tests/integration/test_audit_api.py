@@ -53,12 +53,12 @@ class Audit:
     bootstrap: str
     topic: str
 
-    def token(self, role: Any, district: str | None = None) -> str:
-        return create_token(self.engine, role, unit_code=district)[1]
+    def token(self, role: Any, unit: str | None = None) -> str:
+        return create_token(self.engine, role, unit_code=unit)[1]
 
     def get(self, path: str, role: Any = "auditor", **params: str) -> Any:
-        district = HA_TINH_CITY if role == "district" else None
-        headers = {"Authorization": f"Bearer {self.token(role, district)}"}
+        unit = HA_TINH_CITY if role == "reporter" else None
+        headers = {"Authorization": f"Bearer {self.token(role, unit)}"}
         return self.client.get(f"/v1/audit/{path}", params=params, headers=headers)
 
     def produce(self, values: list[tuple[bytes, datetime]]) -> None:
@@ -99,9 +99,9 @@ ENDPOINTS = [
 ]
 
 
-@pytest.mark.parametrize("role", ["district", "dashboard"])
+@pytest.mark.parametrize("role", ["reporter", "dashboard"])
 @pytest.mark.parametrize(("path", "params"), ENDPOINTS)
-def test_district_and_dashboard_tokens_get_403_on_every_audit_endpoint(
+def test_reporter_and_dashboard_tokens_get_403_on_every_audit_endpoint(
     audit: Audit, role: str, path: str, params: dict[str, str]
 ) -> None:
     response = audit.get(path, role, **params)
@@ -117,17 +117,28 @@ def test_an_audit_endpoint_without_a_token_is_401(
     assert audit.client.get(f"/v1/audit/{path}", params=params).status_code == 401
 
 
-BAD_PARAMETERS = [
+BAD_PARAMETERS: list[Any] = [
     ("events", {"type": "PartyHeld"}, "type"),
     ("events", {"from": "yesterday"}, "from"),
     ("events", {"to": "2024-13-01"}, "to"),
     ("events", {"from": "2024-05-02", "to": "2024-05-01"}, "from"),
+    ("events", {"unit": "43"}, "unit"),  # neither edition has a province 43
+    ("events", {"unit": "999"}, "unit"),
+    ("events", {"unit": "99999"}, "unit"),
+    ("events", {"unit": "legacy:99"}, "unit"),
+    ("events", {"unit": "4x"}, "unit"),
+    ("events", {"district": "4x"}, "district"),
+    ("events", {"unit": "436", "district": "437"}, "district"),
+    # ``district=`` is another name for ``unit=``: an unknown one is named as the caller sent it.
     ("events", {"district": "43"}, "district"),
     ("events", {"district": "999"}, "district"),
     ("state", {}, "as_of"),
     ("state", {"as_of": "soon"}, "as_of"),
     ("state", {"as_of": "2024-05-01", "group_by": "week"}, "group_by"),
+    ("state", {"as_of": "2024-05-01", "frame": "today"}, "frame"),
     ("state", {"as_of": "2024-05-01", "province": "99"}, "province"),
+    ("state", {"as_of": "2024-05-01", "province": "legacy:99"}, "province"),
+    ("state", {"as_of": "2024-05-01", "unit": "99999"}, "unit"),
     ("state", {"as_of": "2024-05-01", "from": "2024-02-30"}, "from"),
     ("verify", {"province": "4"}, "province"),
     ("verify", {"province": "99"}, "province"),
@@ -166,6 +177,8 @@ def test_a_replay_from_a_time_seeks_past_older_records_and_keeps_the_full_replay
     audit.project()
     projected = replay(**{"from": "2024-05-02T00:00:00Z"})
     until_day_one = replay(to="2024-05-01")  # a date: through its last moment, Vietnam time
+    by_unit, by_district = replay(unit=HA_TINH_CITY), replay(district=HA_TINH_CITY)
+    other_unit = replay(unit="437")  # Thị xã Hồng Lĩnh, which reported nothing
     with KafkaLog(audit.bootstrap, audit.topic) as log:
         plan = plan_replay(
             log, audit.engine, read_models, ReplayFilter(received_from=DAY_TWO - timedelta(hours=1))
@@ -174,6 +187,8 @@ def test_a_replay_from_a_time_seeks_past_older_records_and_keeps_the_full_replay
     assert [line["event_id"] for line in full] == [e["event_id"] for e in old + new]
     assert unprojected == projected == full[3:]
     assert until_day_one == full[:3]
+    assert by_unit == by_district == full  # district= is another name for unit=
+    assert other_unit == []
     [piece] = [s for s in plan.slices if s.size]
     assert piece.start == 3  # seeked by time, not read from offset 0
     assert plan.anchors[piece.partition].offset == 3  # hashing resumes after the archived 2
@@ -233,6 +248,7 @@ def test_while_the_log_does_not_answer_the_audit_endpoints_answer_503_without_wa
             assert time.monotonic() < deadline, "the freshness thread never asked the log"
             time.sleep(0.1)
         for path in (
+            "/v1/audit/events?unit=436",
             "/v1/audit/events?district=436",
             "/v1/audit/state?as_of=2026-01-01T00:00:00Z",
             "/v1/audit/verify",

@@ -11,14 +11,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from services.api.audit_verify import read_served
-from services.api.summary import parse_group_by, summary_rows
+from services.api.scopes import resolve_scope
+from services.api.summary import FRAMES, parse_group_by, province_column_name, summary_rows
 from services.projector.store import LogRecord, ReadModelStore
+from services.web.auth import Principal
 from shared.db.schema import read_models
 from shared.events import parse_event
 from shared.examples import EXAMPLES
@@ -27,14 +30,15 @@ from shared.records import encode_event
 from shared.verification import check_heads, compare
 
 TOPIC = "audit-ledger-test"
-HA_TINH_CITY, BA_DINH, HOAN_KIEM = "436", "001", "002"
-PARTITION_OF = {HA_TINH_CITY: 0, BA_DINH: 1, HOAN_KIEM: 1}
+HA_TINH_CITY, BA_DINH, HOAN_KIEM = "436", "001", "002"  # legacy districts
+HA_TINH_COMMUNE = "18073"  # Phường Thành Sen, Hà Tĩnh: a commune from 2025-07-01
+PARTITION_OF = {HA_TINH_CITY: 0, HA_TINH_COMMUNE: 0, BA_DINH: 1, HOAN_KIEM: 1}
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
 
-def make_event(kind: str, district: str, occurred: str, **payload: Any) -> dict[str, Any]:
+def make_event(kind: str, unit: str, occurred: str, **payload: Any) -> dict[str, Any]:
     event = copy.deepcopy(EXAMPLES[kind])
-    event.update(event_id=str(uuid.uuid4()), unit_code=district, occurred_at=occurred)
+    event.update(event_id=str(uuid.uuid4()), unit_code=unit, occurred_at=occurred)
     event["payload"].update(payload)
     return event
 
@@ -50,7 +54,7 @@ def retraction(of: dict[str, Any], occurred: str = "2024-06-01") -> dict[str, An
 
 
 class Log:
-    """An append-only list of records, partitioned by district like the real topic."""
+    """An append-only list of records, partitioned by unit like the real topic."""
 
     def __init__(self) -> None:
         self.records: list[Record] = []
@@ -77,7 +81,8 @@ def project(engine: sa.Engine, records: Sequence[Record], batch: int = 3) -> Non
 
 @pytest.fixture
 def history() -> tuple[Log, dict[str, dict[str, Any]]]:
-    """Every kind of record the projector treats differently, across two provinces."""
+    """Every kind of record the projector treats differently, across two provinces and both
+    editions of the registry."""
     log = Log()
     events = {
         "conference": make_event("ConferenceHeld", HA_TINH_CITY, "2024-01-15", attendees=120),
@@ -93,25 +98,50 @@ def history() -> tuple[Log, dict[str, dict[str, Any]]]:
     conference = next(r for r in log.records if r.offset == 0 and r.partition == 0)
     log.append_value(0, conference.value)  # the same bytes again: a duplicate in the log
     log.append_value(1, b"not json at all")  # poison: parked, never counted
-    log.append(make_event("ModelRecognized", "999", "2024-01-01"), 20)  # no such district
+    log.append(make_event("ModelRecognized", "999", "2024-01-01"), 20)  # no such unit
     log.append(retraction(events["case"]), 30)  # takes a list row and figures back
     log.append(retraction(events["procedure"]), 31)
     log.append(retraction(events["case"]), 32)  # already retracted: a note, no effect
+    # After the reform: a commune reports (today's Hà Tĩnh in both frames) ...
+    events["commune"] = make_event("OutreachSessionHeld", HA_TINH_COMMUNE, "2025-08-01")
+    log.append(events["commune"], 40)
+    # ... and a legacy district's event dated after it, as older versions accepted: a registry
+    # exception, counted under the district's successor province (Hà Nội, 01) in both frames.
+    events["exception"] = make_event("CommendationAwarded", BA_DINH, "2025-08-02")
+    log.append(events["exception"], 41)
     return log, events
 
 
 def test_a_fresh_fold_of_the_log_agrees_with_what_the_projector_stored(
     engine: sa.Engine, history: tuple[Log, dict[str, Any]]
 ) -> None:
-    log, _ = history
+    log, events = history
     project(engine, log.records)
 
     ledger = fold_log(log.records)
     served = read_served(engine, read_models, TOPIC)
 
     assert compare(ledger, served) == []
-    assert len(ledger.archive) == 10  # seven events, three retractions; not the duplicate
-    assert set(ledger.dead_letters) == {(1, 4), (1, 5)}  # the poison and the unknown district
+    assert len(ledger.archive) == 12  # nine events, three retractions; not the duplicate
+    assert set(ledger.dead_letters) == {(1, 4), (1, 5)}  # the poison and the unknown unit
+    exceptions = {k for k, row in ledger.archive.items() if row["registry_exception"]}
+    assert exceptions == {events["exception"]["event_id"]}
+    attributed = {
+        name: {
+            k: ledger.archive[events[name]["event_id"]][k]
+            for k in ("unit_code", "province_code", "reported_province")
+        }
+        for name in ("conference", "commune", "exception")
+    }
+    assert attributed == {
+        "conference": {
+            "unit_code": HA_TINH_CITY,
+            "province_code": "42",
+            "reported_province": "legacy:42",
+        },
+        "commune": {"unit_code": HA_TINH_COMMUNE, "province_code": "42", "reported_province": "42"},
+        "exception": {"unit_code": BA_DINH, "province_code": "01", "reported_province": "01"},
+    }
 
 
 def test_verify_names_a_daily_figures_row_changed_by_hand(
@@ -131,7 +161,7 @@ def test_verify_names_a_daily_figures_row_changed_by_hand(
 
     [difference] = differences
     assert difference["table"] == "daily_figures"
-    assert difference["key"] == {"day": "2024-01-15", "district_code": HA_TINH_CITY}
+    assert difference["key"] == {"day": "2024-01-15", "unit_code": HA_TINH_CITY}
     assert difference["columns"] == {"conference_attendees": {"served": 121, "log": 120}}
     assert difference["positions"] == [{"partition": 0, "offset": 0}]
 
@@ -211,13 +241,39 @@ def test_saved_heads_past_the_end_of_a_truncated_log_are_reported(
 GROUPINGS = [
     "",
     "province",
-    "district",
+    "unit",
+    "district",  # another name for unit
     "month",
     "quarter",
     "year",
+    "unit,month",
     "district,month",
     "province,year",
 ]
+
+AUDITOR = Principal("auditor", "auditor", None, None)
+# Readers whose token limits what they see: today's Hà Nội (its predecessor's history
+# included), old Hà Nội alone, one legacy district, one commune.
+LIMITED = [
+    Principal("ha-noi", "dashboard", None, "01"),
+    Principal("old-ha-noi", "dashboard", None, "legacy:01"),
+    Principal("ha-tinh-city", "reporter", HA_TINH_CITY, None),
+    Principal("thanh-sen", "reporter", HA_TINH_COMMUNE, None),
+]
+FILTERS: list[dict[str, Any]] = [
+    {},
+    {"province": "01"},
+    {"province": "legacy:01"},
+    {"province": "42"},
+    {"province": "legacy:42"},
+    {"unit": HA_TINH_CITY},
+    {"unit": HA_TINH_COMMUNE},
+    {"unit": BA_DINH},
+    {"province": "01", "unit": BA_DINH},
+    {"date_from": date(2024, 1, 1), "date_to": date(2024, 3, 9)},
+    {"date_from": date(2024, 7, 1)},  # across the reform
+]
+DATES_ONLY: list[dict[str, Any]] = [f for f in FILTERS if not {"province", "unit"} & set(f)]
 
 
 @pytest.mark.parametrize("group_by", GROUPINGS)
@@ -228,17 +284,71 @@ def test_the_summary_folded_in_memory_equals_the_sql_summary(
     project(engine, log.records)
     ledger = fold_log(log.records)
     dims = parse_group_by(group_by)
-    scopes: list[dict[str, Any]] = [
-        {},
-        {"province": "01"},
-        {"district": HA_TINH_CITY},
-        {"date_from": date(2024, 1, 1), "date_to": date(2024, 3, 9)},
-    ]
+    readers = [(AUDITOR, f) for f in FILTERS] + [(p, f) for p in LIMITED for f in DATES_ONLY]
 
     with engine.connect() as conn:
-        for scope in scopes:
-            served = summary_rows(conn, read_models, group_by=dims, **scope)
-            assert summarize(ledger.figures, group_by=dims, **scope) == served, scope
+        for frame in FRAMES:
+            for principal, asked in readers:
+                scope = resolve_scope(principal, asked.get("province"), asked.get("unit"))
+                dates = {k: v for k, v in asked.items() if k.startswith("date_")}
+                served = summary_rows(
+                    conn,
+                    read_models,
+                    frame=frame,
+                    where=scope.conditions(read_models.figures, frame),
+                    group_by=dims,
+                    **dates,
+                )
+                folded = summarize(
+                    ledger.figures,
+                    province_column=province_column_name(frame),
+                    keep=partial(scope.admits, frame=frame),
+                    group_by=dims,
+                    **dates,
+                )
+                assert folded == served, (frame, principal.token_id, asked)
+
+
+def test_the_sql_summary_names_each_unit_and_puts_it_in_the_province_of_the_frame(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]]
+) -> None:
+    log, _ = history
+    project(engine, log.records)
+    keys = (
+        "province_code",
+        "province_name",
+        "unit_code",
+        "unit_name",
+        "unit_level",
+        "unit_edition",
+    )
+
+    with engine.connect() as conn:
+        rows = {
+            frame: [
+                tuple(row[k] for k in keys)
+                for row in summary_rows(conn, read_models, frame=frame, group_by=["unit"])
+            ]
+            for frame in FRAMES
+        }
+        totals = {frame: summary_rows(conn, read_models, frame=frame) for frame in FRAMES}
+
+    ha_noi, ha_tinh = "Thành phố Hà Nội", "Tỉnh Hà Tĩnh"
+    assert rows["current"] == [
+        ("01", ha_noi, BA_DINH, "Quận Ba Đình", "district", "legacy"),
+        ("01", ha_noi, HOAN_KIEM, "Quận Hoàn Kiếm", "district", "legacy"),
+        ("42", ha_tinh, HA_TINH_COMMUNE, "Phường Thành Sen", "commune", "2025"),
+        ("42", ha_tinh, HA_TINH_CITY, "Thành phố Hà Tĩnh", "district", "legacy"),
+    ]
+    old_ha_noi, old_ha_tinh = f"{ha_noi} (đến 30/6/2025)", f"{ha_tinh} (đến 30/6/2025)"
+    assert rows["as_reported"] == [
+        ("01", ha_noi, BA_DINH, "Quận Ba Đình", "district", "legacy"),  # the registry exception
+        ("42", ha_tinh, HA_TINH_COMMUNE, "Phường Thành Sen", "commune", "2025"),
+        ("legacy:01", old_ha_noi, BA_DINH, "Quận Ba Đình", "district", "legacy"),
+        ("legacy:01", old_ha_noi, HOAN_KIEM, "Quận Hoàn Kiếm", "district", "legacy"),
+        ("legacy:42", old_ha_tinh, HA_TINH_CITY, "Thành phố Hà Tĩnh", "district", "legacy"),
+    ]
+    assert totals["current"] == totals["as_reported"]  # the frames only regroup the figures
 
 
 def test_the_summary_as_of_a_moment_leaves_out_what_was_received_later(

@@ -21,15 +21,17 @@ def archive_rows(count: int, first_offset: int = 0) -> list[dict[str, object]]:
             "partition": 0,
             "offset": first_offset + i,
             "received_at": datetime.now(UTC),
-            "district_code": "436",
-            "province_code": "42",
+            "unit_code": "436",  # Thành phố Hà Tĩnh, a legacy district
+            "province_code": "42",  # today's Hà Tĩnh (the current frame)
+            "reported_province": "legacy:42",  # Hà Tĩnh as it was on the event's date
             "type": "ConferenceHeld",
-            "schema_version": 1,
+            "schema_version": 2,
             "occurred_on": date(2024, 5, 1),
             "body": "{}",
             "chain_hash": "0" * 64,
             "retracted_by": None,
             "note": None,
+            "registry_exception": False,
         }
         for i in range(count)
     ]

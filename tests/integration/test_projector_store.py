@@ -334,7 +334,10 @@ def test_a_rebuild_equals_the_live_read_models_row_for_row_and_can_be_run_again(
     names = set(sa.inspect(engine).get_table_names())
     assert not {n for n in names if n.startswith("rebuild_")}
     inspector = sa.inspect(engine)
-    assert {i["name"] for i in inspector.get_indexes("cases")} == {"ix_cases_province", "ix_cases_reported"}
+    assert {i["name"] for i in inspector.get_indexes("cases")} == {
+        "ix_cases_province",
+        "ix_cases_reported",
+    }
     if engine.dialect.name == "postgresql":  # SQLite's constraint names are not schema objects
         assert inspector.get_pk_constraint("cases")["name"] == "cases_pkey"
         [unique] = inspector.get_unique_constraints("event_archive")

@@ -30,7 +30,6 @@ from services.api.deps import (
     UnitQuery,
     check_range,
     group_by_dimensions,
-    unit_parameter,
 )
 from services.api.routes.summary import SummaryRow
 from services.api.scopes import resolve_scope
@@ -119,9 +118,7 @@ def audit_events(
         raise invalid_parameter(
             "type", f"unknown event type; one of {', '.join(sorted(EVENT_TYPES))}"
         )
-    unit = unit_parameter(unit, district)
-    if unit is not None:
-        unit = resolve_scope(auditor, None, unit).unit  # a 422 for an unknown unit
+    unit = resolve_scope(auditor, None, unit, district).unit  # a 422 for an unknown unit
     wanted = ReplayFilter(
         unit,
         type_,
@@ -189,7 +186,7 @@ def audit_state(
     when = instant("as_of", as_of, end_of_day=True)
     dims = group_by_dimensions(group_by)
     check_range(from_, to)
-    scope = resolve_scope(auditor, province, unit_parameter(unit, district))
+    scope = resolve_scope(auditor, province, unit, district)
     try:
         with open_log(api) as log:
             partitions = log.partitions()

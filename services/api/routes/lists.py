@@ -26,7 +26,6 @@ from services.api.deps import (
     UnitQuery,
     check_range,
     freshness,
-    unit_parameter,
 )
 from services.api.lists import (
     decode_cursor,
@@ -128,6 +127,7 @@ def _page(
     frame: Frame,
     province: str | None,
     unit: str | None,
+    district: str | None = None,
     filters: dict[str, Any],
     where: Sequence[sa.ColumnElement[bool]],
     cursor: str | None,
@@ -135,7 +135,7 @@ def _page(
     after: str | None,
 ) -> tuple[list[dict[str, Any]], str | None, Freshness, dict[str, str]]:
     """What the lists share: scope, cursor, read-your-writes, freshness, the page."""
-    scope = resolve_scope(principal, province, unit)
+    scope = resolve_scope(principal, province, unit, district)
     # The cursor is bound to the filters as asked *and* as scoped, so it cannot widen a scope.
     fingerprint = filters_fingerprint(
         name,
@@ -202,7 +202,8 @@ def list_programs(
         day_column="signed_on",
         frame=frame,
         province=province,
-        unit=unit_parameter(unit, district),
+        unit=unit,
+        district=district,
         filters={"active_on": active_on},
         where=where,
         cursor=cursor,
@@ -247,7 +248,8 @@ def list_conferences(
         day_column="held_on",
         frame=frame,
         province=province,
-        unit=unit_parameter(unit, district),
+        unit=unit,
+        district=district,
         filters={"from": from_, "to": to, "kind": kind},
         where=where,
         cursor=cursor,
@@ -297,7 +299,8 @@ def list_cases(
         day_column="resolved_on",
         frame=frame,
         province=province,
-        unit=unit_parameter(unit, district),
+        unit=unit,
+        district=district,
         filters={"from": from_, "to": to, "category": category, "resolution": resolution},
         where=where,
         cursor=cursor,

@@ -26,7 +26,6 @@ from services.api.deps import (
     check_range,
     freshness_on_loop,
     group_by_dimensions,
-    unit_parameter,
 )
 from services.api.read_your_writes import parse_after, wait_until_applied
 from services.api.scopes import Scope, resolve_scope
@@ -100,7 +99,7 @@ async def get_summary(
     dims = group_by_dimensions(group_by)
     check_range(from_, to)
     wanted = parse_after(after)
-    scope = resolve_scope(principal, province, unit_parameter(unit, district))
+    scope = resolve_scope(principal, province, unit, district)
     if wanted:
         await run_in_threadpool(
             wait_until_applied,

@@ -233,9 +233,7 @@ def migrate_read_model(name: str, day_column: str, successor: dict[str, str]) ->
     op.execute(table.update().values(province_code=successor_of))
 
     with op.batch_alter_table(name) as batch:
-        batch.alter_column(
-            "reported_province", existing_type=sa.String(length=9), nullable=False
-        )
+        batch.alter_column("reported_province", existing_type=sa.String(length=9), nullable=False)
         if archive:
             batch.alter_column("registry_exception", existing_type=sa.Boolean(), nullable=False)
         for index, columns in NEW_INDEXES[name].items():
