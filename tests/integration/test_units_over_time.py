@@ -351,3 +351,50 @@ def test_a_dashboard_of_todays_hung_yen_sees_old_thai_binh_and_one_of_old_thai_b
         assert units_seen(old, frame=frame, province=HUNG_YEN)[0] == 403
         assert units_seen(old, frame=frame, unit=hung_yen_commune)[0] == 403
         assert units_seen(today, frame=frame, province=HA_TINH)[0] == 403
+
+
+# --- the registry served -----------------------------------------------------------------------
+
+
+def test_units_of_todays_hung_yen_are_its_communes_and_before_the_reform_its_predecessors_districts(
+    stack: Stack,
+) -> None:
+    today = read(stack, "/v1/units", province=HUNG_YEN)["rows"]
+    communes = {u.key for u in registry.units("2025", "commune") if u.province_code == HUNG_YEN}
+    assert today[0] == {
+        "code": HUNG_YEN,
+        "name": "Tỉnh Hưng Yên",
+        "level": "province",
+        "edition": "2025",
+        "valid_from": "2025-07-01",
+        "valid_to": None,
+        "province_code": HUNG_YEN,
+        "successor_province": HUNG_YEN,
+    }
+    assert {r["code"] for r in today[1:]} == communes and len(communes) > 100
+
+    before = read(stack, "/v1/units", province=HUNG_YEN, on="2024-06-01")["rows"]
+    assert [r["code"] for r in before if r["level"] == "province"] == ["legacy:33", "legacy:34"]
+    districts = [r for r in before if r["level"] == "district"]
+    assert {r["province_code"] for r in districts} == {"legacy:33", "legacy:34"}
+    assert THAI_BINH_CITY in {r["code"] for r in districts}
+    assert all(
+        r["valid_to"] == "2025-06-30" and r["successor_province"] == HUNG_YEN for r in before
+    )
+    only = read(stack, "/v1/units", province="legacy:34", on="2024-06-01", level="district")
+    assert {r["code"] for r in only["rows"]} == {
+        r["code"] for r in districts if r["province_code"] == "legacy:34"
+    }
+
+
+def test_units_of_an_old_province_after_its_end_are_a_422_that_names_its_successor(
+    stack: Stack,
+) -> None:
+    response = httpx.get(
+        f"{stack.api_url}/v1/units",
+        params={"province": "legacy:34", "on": "2026-01-01"},
+        headers={"Authorization": f"Bearer {stack.token('dashboard')}"},
+        timeout=30,
+    )
+    assert response.status_code == 422, response.text
+    assert "ask for province 33" in response.json()["detail"]
