@@ -36,6 +36,7 @@ import httpx
 import sqlalchemy as sa
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from services.api.summary import Dimension, Frame, summary_rows
 from services.demo import demo_units, generate
 from services.topics import ensure_topics
 from services.web.auth import create_token
@@ -794,7 +795,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     # 5. Rebuild from offset 0 of a log of `rebuild_events` events.
-    rebuild_seconds = rebuild(bootstrap, server_url, stamp, rebuild_events, env)
+    rebuild_seconds, rebuilt_url = rebuild(bootstrap, server_url, stamp, rebuild_events, env)
     if rebuild_seconds is not None:
         report.add(
             f"rebuild of {rebuild_events:,} events",
@@ -803,6 +804,21 @@ def main(argv: list[str] | None = None) -> None:
             "the same events at the projector's rate",
             rebuild_events / projector_one,
             "≤ 60 s for 1,000,000",
+            lower_is_better=True,
+        )
+        # 6. The summary's SQL over the rebuilt read models, afresh (no answer memory): today's
+        # provinces by month (the current frame, each with its predecessors' history) beside
+        # the plain summary by province.
+        by_month, by_province = summary_seconds(
+            rebuilt_url, [["province", "month"], ["province"]], "current"
+        )
+        report.add(
+            f"summary SQL by province and month, current frame, {rebuild_events:,} events",
+            by_month * 1000,
+            "ms",
+            "summary SQL by province",
+            by_province * 1000,
+            "≤ 1.25 × by province",
             lower_is_better=True,
         )
     report.write()
@@ -831,9 +847,28 @@ def end_to_end_latencies(
     return latencies
 
 
+def summary_seconds(
+    database_url: str, questions: list[list[Dimension]], frame: Frame, rounds: int = 9
+) -> list[float]:
+    """The median time of each summary question, asked in turn ``rounds`` times."""
+    engine = make_engine(database_url)
+    times: list[list[float]] = [[] for _ in questions]
+    try:
+        with engine.connect() as conn:
+            for _ in range(rounds):
+                for question, taken in zip(questions, times, strict=True):
+                    started = time.perf_counter()
+                    summary_rows(conn, read_models, frame=frame, group_by=question)
+                    taken.append(time.perf_counter() - started)
+    finally:
+        engine.dispose()
+    return [statistics.median(taken) for taken in times]
+
+
 def rebuild(
     bootstrap: str, server_url: str, stamp: str, count: int, env: dict[str, str]
-) -> float | None:
+) -> tuple[float | None, str]:
+    """Seconds to rebuild ``count`` events into a fresh database (None if it failed), and it."""
     topic = f"bench-rebuild-{stamp}"
     ensure_topics(bootstrap, topic, 6, f"{topic}.dead-letters")
     raw_producer_rate(bootstrap, topic, count)
@@ -848,8 +883,8 @@ def rebuild(
     )
     if done.returncode != 0:
         print(f"rebuild failed: {done.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return time.perf_counter() - started
+        return None, url
+    return time.perf_counter() - started, url
 
 
 if __name__ == "__main__":
