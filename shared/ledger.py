@@ -165,6 +165,7 @@ def figure_row(key: DayKey, delta: Mapping[str, int]) -> dict[str, Any]:
     """A daily_figures row (or the change to add to one)."""
     return {
         "day": key.day,
+        "month": key.day.year * 100 + key.day.month,
         **attribution_columns(key.attribution),
         **{name: delta.get(name, 0) for name in STORED_FIGURES},
     }

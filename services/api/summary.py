@@ -49,14 +49,12 @@ def province_column(table: sa.Table, frame: Frame) -> sa.ColumnElement[str]:
 
 
 def _period(figures: sa.Table, dim: Dimension) -> sa.ColumnElement[Any]:
-    year = sa.cast(sa.extract("year", figures.c.day), sa.Integer)
-    month = sa.cast(sa.extract("month", figures.c.day), sa.Integer)
+    month = figures.c.month  # YYYYMM; floor division, since SQLAlchemy's "/" is true division
     if dim == "year":
-        return year.label("year")
+        return (month // 100).label("year")
     if dim == "month":
-        return (year * 100 + month).label("month")
-    # Floor division: SQLAlchemy's "/" is true division, which would make each month a quarter.
-    return (year * 10 + (month + 2) // 3).label("quarter")
+        return month.label("month")
+    return ((month // 100) * 10 + (month % 100 + 2) // 3).label("quarter")
 
 
 def summary_rows(
@@ -69,38 +67,49 @@ def summary_rows(
     date_to: date | None = None,
     group_by: Sequence[Dimension] = (),
 ) -> list[dict[str, Any]]:
-    """``where`` limits the figures' rows (``Scope.conditions``)."""
+    """``where`` limits the figures' rows (``Scope.conditions``).
+
+    The figures are summed per group first and the groups named after, so the names are joined
+    to a few rows rather than to every day of every unit.
+    """
     figures = tables.figures
-    in_province = province_column(figures, frame)
+    by_province = "province" in group_by or "unit" in group_by
     keys: list[sa.ColumnElement[Any]] = []
-    joins: sa.FromClause = figures
-    if "province" in group_by or "unit" in group_by:
-        province_unit = units.alias("province_unit")
-        joins = joins.join(province_unit, province_unit.c.key == in_province)
-        keys += [in_province.label("province_code"), province_unit.c.name.label("province_name")]
+    if by_province:
+        keys.append(province_column(figures, frame).label("province_code"))
     if "unit" in group_by:
-        reporting = units.alias("reporting_unit")
-        joins = joins.join(reporting, reporting.c.key == figures.c.unit_code)
-        keys += [
-            figures.c.unit_code,
-            reporting.c.name.label("unit_name"),
-            reporting.c.level.label("unit_level"),
-            reporting.c.edition.label("unit_edition"),
-        ]
+        keys.append(figures.c.unit_code)
     keys += [_period(figures, dim) for dim in group_by if dim in ("month", "quarter", "year")]
     sums = [
         sa.func.coalesce(sa.func.sum(figures.c[name]), 0).label(name) for name in STORED_FIGURES
     ]
-    query = sa.select(*keys, *sums).select_from(joins)
-    query = query.where(*where)
+    query = sa.select(*keys, *sums).where(*where)
     if date_from:
         query = query.where(figures.c.day >= date_from)
     if date_to:
         query = query.where(figures.c.day <= date_to)
     if keys:
-        query = query.group_by(*keys).order_by(*keys)
+        query = query.group_by(*keys)
+    groups = query.subquery("groups")
+    named: list[sa.ColumnElement[Any]] = []
+    joins: sa.FromClause = groups
+    if by_province:
+        province_unit = units.alias("province_unit")
+        joins = joins.join(province_unit, province_unit.c.key == groups.c.province_code)
+        named.append(province_unit.c.name.label("province_name"))
+    if "unit" in group_by:
+        reporting = units.alias("reporting_unit")
+        joins = joins.join(reporting, reporting.c.key == groups.c.unit_code)
+        named += [
+            reporting.c.name.label("unit_name"),
+            reporting.c.level.label("unit_level"),
+            reporting.c.edition.label("unit_edition"),
+        ]
+    ordered = [groups.c[key.name] for key in keys]
     rows = []
-    for row in conn.execute(query).mappings():
+    for row in conn.execute(
+        sa.select(groups, *named).select_from(joins).order_by(*ordered)
+    ).mappings():
         if keys and not any(row[name] for name in STORED_FIGURES):
             continue  # a group whose events were all retracted has nothing to show
         rows.append({**_group_keys(row, group_by), **summary_row(dict(row))})

@@ -181,6 +181,9 @@ def read_model_tables(meta: sa.MetaData, prefix: str = "") -> ReadModels:
             sa.Column("unit_code", sa.String(12), primary_key=True),
             sa.Column("province_code", sa.String(2), nullable=False),
             sa.Column("reported_province", sa.String(9), nullable=False),
+            # The day's month as YYYYMM: summaries by month, quarter and year group on a plain
+            # integer instead of extracting it from every row's date (half their time).
+            sa.Column("month", sa.Integer, nullable=False),
             *[sa.Column(name, sa.BigInteger, nullable=False, default=0) for name in STORED_FIGURES],
             sa.Index(f"ix_{p}figures_province_day", "province_code", "day"),
             sa.Index(f"ix_{p}figures_reported_day", "reported_province", "day"),

@@ -66,7 +66,11 @@ def old_database(postgres_server_url: str) -> Iterator[str]:
 
 def old_rows(table: str, row: dict[str, Any]) -> dict[str, Any]:
     """A read-model row in the 0002 schema: the district and its province of the time."""
-    old = {k: v for k, v in row.items() if k not in ("reported_province", "registry_exception")}
+    old = {
+        k: v
+        for k, v in row.items()
+        if k not in ("reported_province", "registry_exception", "month")
+    }
     district = old.pop("unit_code", None)
     if district is not None:
         unit = registry.lookup(district)
