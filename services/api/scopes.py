@@ -6,6 +6,12 @@ a unit likewise (``18073``, ``436``, ``legacy:34``). The token's limit:
   included, in both frames; one scoped to a legacy province only that old province's own events;
 - a reporter token reads its own unit (a provincial office's: its province, as above);
 - other tokens read everything.
+
+A province asked for is a territory in the same way, whatever the frame: ``province=33`` covers
+today's Hưng Yên with its predecessors' history (grouped, in the as_reported frame, under the
+province of each event's date: ``legacy:33``, ``legacy:34``, then ``33``), and
+``province=legacy:34`` old Thái Bình's own events. The frame says how figures are grouped, never
+which are counted.
 """
 
 from __future__ import annotations
@@ -36,12 +42,7 @@ class Scope:
         if self.limit is not None:
             found.append(_territory(table, self.limit))
         if self.province is not None:
-            column = (
-                table.c.reported_province
-                if self.province.startswith(registry.LEGACY_PREFIX)
-                else province_column(table, frame)
-            )
-            found.append(column == self.province)
+            found.append(_territory(table, self.province))
         if self.unit is not None:
             found.append(table.c.unit_code == self.unit)
         return found
@@ -50,14 +51,8 @@ class Scope:
         """``conditions`` for a row held in memory (a fold of the log)."""
         if self.limit is not None and row[_territory_column(self.limit)] != self.limit:
             return False
-        if self.province is not None:
-            column = (
-                "reported_province"
-                if self.province.startswith(registry.LEGACY_PREFIX)
-                else province_column_name(frame)
-            )
-            if row[column] != self.province:
-                return False
+        if self.province is not None and row[_territory_column(self.province)] != self.province:
+            return False
         return self.unit is None or row["unit_code"] == self.unit
 
 

@@ -111,19 +111,21 @@ def test_todays_hung_yen_is_its_predecessors_before_the_reform_and_itself_after_
     stack: Stack,
 ) -> None:
     current = by_month(rows(stack, "/v1/summary", province=HUNG_YEN, group_by="month"))
+    as_reported = rows(
+        stack, "/v1/summary", frame="as_reported", province=HUNG_YEN, group_by="province,month"
+    )
     expected: dict[str, Counter[str]] = {}
-    for province in (*PREDECESSORS, HUNG_YEN):
-        found = rows(stack, "/v1/summary", frame="as_reported", province=province, group_by="month")
-        for month, figures in by_month(found).items():
-            assert (month < "2025-07") == province.startswith("legacy:"), (province, month)
-            expected.setdefault(month, Counter()).update(figures)
+    for row in as_reported:  # the same territory, under the province of each event's date
+        before = row["period"] < "2025-07"
+        assert row["province_code"] in (PREDECESSORS if before else (HUNG_YEN,)), row
+        expected.setdefault(row["period"], Counter()).update({k: row[k] for k in ADDITIVE})
 
     assert current == expected
     assert "2025-06" in current and "2025-07" in current  # the series crosses the reform
+    old = [rows(stack, "/v1/summary", frame="as_reported", province=p)[0] for p in PREDECESSORS]
     before = sum((current[m] for m in current if m < "2025-07"), Counter())
-    thai_binh = rows(stack, "/v1/summary", frame="as_reported", province="legacy:34")
-    assert thai_binh[0]["conferences"] > 0  # old Thái Bình's history is in it
-    assert before["conferences"] > thai_binh[0]["conferences"]
+    assert before == sum((Counter({k: r[k] for k in ADDITIVE}) for r in old), Counter())
+    assert old[1]["conferences"] > 0  # old Thái Bình's history is in it
 
 
 @pytest.mark.parametrize("path", ["/v1/summary", "/v1/audit/state"])
