@@ -71,7 +71,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         """The process answers."""
         return Health(status="ok")
 
-    @app.get("/readyz", response_model=Health)
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "The database does not answer"}},
+    )
     def readyz(api: ApiDep) -> Any:
         """Ready when the read-model database answers."""
         if database_answers(api.engine):
@@ -85,4 +89,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         """Prometheus metrics."""
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    build_document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.finish_document(build_document())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Query, Request, Security
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from services.api.answers import AnswerMemory
 from services.api.read_your_writes import AppliedSignal
-from services.api.summary import Dimension, Frame, parse_group_by
+from services.api.summary import DIMENSION_ALIASES, DIMENSIONS, Dimension, Frame, parse_group_by
 from services.web.auth import Authenticator, Principal
-from services.web.problems import invalid_parameter
+from services.web.problems import BearerToken, invalid_parameter, problem_responses
 from shared.db.schema import ReadModels, read_models
 from shared.logs import RepeatedFailure
 from shared.settings import ApiSettings
@@ -210,8 +211,13 @@ async def get_api(request: Request) -> Api:
 ApiDep = Annotated[Api, Depends(get_api)]
 
 
+BEARER = BearerToken(
+    "A token of the role dashboard or auditor (or reporter: its own unit's figures)"
+)
+
+
 async def get_principal(
-    api: ApiDep, authorization: Annotated[str | None, Header()] = None
+    api: ApiDep, authorization: Annotated[str | None, Security(BEARER)]
 ) -> Principal:
     principal = api.authenticate.remembered(authorization)
     if principal is None:  # a database lookup: in the thread pool
@@ -221,16 +227,58 @@ async def get_principal(
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
-# The query parameters every read endpoint shares.
-FromQuery = Annotated[date | None, Query(alias="from", description="First day, inclusive")]
-ToQuery = Annotated[date | None, Query(description="Last day, inclusive")]
+
+def responses(*statuses: int, csv: bool = False) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=``: the problems it can answer, and CSV when it gives CSV."""
+    documented = problem_responses(*statuses)
+    if csv:
+        documented[200] = {
+            "content": {
+                "text/csv": {
+                    "schema": {
+                        "type": "string",
+                        "description": "The rows as CSV (UTF-8 with a BOM) with a header row: "
+                        "asked with format=csv or Accept: text/csv",
+                    }
+                }
+            }
+        }
+    return documented
+
+
+# The query parameters every read endpoint shares. Each schema is what its validation takes,
+# no more and no less: [0-9], not \d, which would take other scripts' digits.
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day(value: object) -> object:
+    """A day is YYYY-MM-DD (format: date), not any string pydantic could read as a date."""
+    if isinstance(value, str) and not ISO_DAY.fullmatch(value):
+        raise ValueError("a date is YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+FromQuery = Annotated[
+    Day | None, Query(alias="from", examples=["2021-01-01"], description="First day, inclusive")
+]
+ToQuery = Annotated[Day | None, Query(examples=["2021-12-31"], description="Last day, inclusive")]
+# One dimension or several joined by commas, at most one of them a period; district is
+# another name for unit. What parse_group_by takes, less the spaces and empty parts it skips.
+_PERIODS = ("month", "quarter", "year")
+_GROUPS = "|".join([*(d for d in DIMENSIONS if d not in _PERIODS), *DIMENSION_ALIASES])
+GROUP_BY_PATTERN = (
+    "^(" + "|".join(f"({_GROUPS}|{period})(,({_GROUPS}|{period}))*" for period in _PERIODS) + ")?$"
+)
 GroupByQuery = Annotated[
     str | None,
     Query(
         max_length=100,
+        pattern=GROUP_BY_PATTERN,
+        examples=["unit,month"],
         description=(
-            "province, unit, month, quarter or year; several joined by commas "
-            "(district is another name for unit)"
+            "province, unit, month, quarter or year; several joined by commas, at most one "
+            "period (district is another name for unit), e.g. unit,month"
         ),
     ),
 ]
@@ -243,21 +291,24 @@ FrameQuery = Annotated[
         )
     ),
 ]
+PROVINCE_PATTERN = r"^(legacy:)?[0-9]{2}$"
 ProvinceQuery = Annotated[
     str | None,
     Query(
-        pattern=r"^(legacy:)?\d{2}$",
+        pattern=PROVINCE_PATTERN,
+        examples=["42"],
         description=(
             "A province: today's code, e.g. 33 (Hưng Yên), or legacy:CODE for one before "
             "2025-07-01, e.g. legacy:34 (Thái Bình)"
         ),
     ),
 ]
-UNIT_PATTERN = r"^(legacy:\d{2,3}|\d{2}|\d{3}|\d{5})$"
+UNIT_PATTERN = r"^(legacy:[0-9]{2,3}|[0-9]{2}|[0-9]{3}|[0-9]{5})$"
 UnitQuery = Annotated[
     str | None,
     Query(
         pattern=UNIT_PATTERN,
+        examples=["436"],
         description=(
             "A unit: a commune (18073), a legacy district (436), a province (42) or "
             "legacy:CODE (legacy:34)"
@@ -266,13 +317,26 @@ UnitQuery = Annotated[
 ]
 DistrictQuery = Annotated[
     str | None,
-    Query(pattern=UNIT_PATTERN, description="Another name for unit, kept for older callers"),
+    Query(
+        pattern=UNIT_PATTERN,
+        examples=["436"],
+        description="Another name for unit, kept for older callers",
+    ),
 ]
+# As parse_after reads them: at most 6 digits of partition and 18 of offset.
+_RECEIPT = "[0-9]{1,6}:[0-9]{1,18}"
+RECEIPTS_PATTERN = f"^({_RECEIPT}(,{_RECEIPT})*)?$"
 AfterQuery = Annotated[
     str | None,
     Query(
         max_length=8000,
-        description="Receipts to wait for, as partition:offset pairs joined by commas",
+        pattern=RECEIPTS_PATTERN,
+        examples=["0:0,1:0,2:0"],
+        description=(
+            "Receipts to wait for, as partition:offset pairs joined by commas (e.g. 0:17,2:5): "
+            "the answer waits, bounded, until the read models hold them (504 if they do not "
+            "in time)"
+        ),
     ),
 ]
 

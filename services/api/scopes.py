@@ -22,7 +22,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.api.summary import Frame, province_column, province_column_name
 from services.web.auth import Principal
 from services.web.problems import Problem, invalid_parameter
 from shared import registry
@@ -36,7 +35,7 @@ class Scope:
     unit: str | None  # asked for: a unit key
     limit: str | None = None  # the token's: a province or unit key
 
-    def conditions(self, table: sa.Table, frame: Frame) -> list[sa.ColumnElement[bool]]:
+    def conditions(self, table: sa.Table) -> list[sa.ColumnElement[bool]]:
         """The WHERE conditions on a read model (one with the attribution columns)."""
         found: list[sa.ColumnElement[bool]] = []
         if self.limit is not None:
@@ -47,7 +46,7 @@ class Scope:
             found.append(table.c.unit_code == self.unit)
         return found
 
-    def admits(self, row: Mapping[str, Any], frame: Frame) -> bool:
+    def admits(self, row: Mapping[str, Any]) -> bool:
         """``conditions`` for a row held in memory (a fold of the log)."""
         if self.limit is not None and row[_territory_column(self.limit)] != self.limit:
             return False

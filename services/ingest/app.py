@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel
@@ -31,7 +31,7 @@ from services.ingest.openapi import event_request_body, install_event_schemas
 from services.ingest.rate_limit import RateLimiter
 from services.web import NO_OPENTELEMETRY, problems
 from services.web.auth import Authenticator, Principal, require_role
-from services.web.problems import Problem
+from services.web.problems import BearerToken, Problem, problem_responses
 from shared import registry
 from shared.db.engine import database_answers, make_engine
 from shared.events import Event, utc_now
@@ -83,8 +83,14 @@ async def get_ingest(request: Request) -> Ingest:  # async: FastAPI runs a sync 
 IngestDep = Annotated[Ingest, Depends(get_ingest)]
 
 
+BEARER = BearerToken(
+    "A reporter token: a unit's, which posts that unit's events, or a provincial office's, which "
+    "also posts those of the units within its province"
+)
+
+
 async def caller(
-    ingest: IngestDep, authorization: Annotated[str | None, Header()] = None
+    ingest: IngestDep, authorization: Annotated[str | None, Security(BEARER)]
 ) -> Principal:
     principal = ingest.authenticate.remembered(authorization)  # no thread hop when known
     if principal is None:
@@ -102,6 +108,25 @@ async def caller(
 
 
 CallerDep = Annotated[Principal, Depends(caller)]
+
+POST_PROBLEMS = (400, 401, 403, 409, 413, 415, 422, 429, 503)
+EVENT_PROBLEMS = {
+    403: "Not a reporter token, or the event's unit is not one the token may post for",
+    415: "Send application/json",
+    422: "The event is invalid: `errors` names each field (a unit the registry lacks on the "
+    "event's date included)",
+    503: "Kafka (or the database) did not answer: nothing was accepted; retry with the same "
+    "event_id after Retry-After seconds",
+}
+BATCH_PROBLEMS = {
+    403: "Not a reporter token, or items of units the token may not post for: "
+    "`forbidden_items` lists them, and none was accepted",
+    415: "Send application/json (an array) or application/x-ndjson",
+    422: "Invalid items (`invalid_items`, and `errors` with each one's index) or not 1 to 1,000 "
+    "of them: none was accepted",
+    503: "Kafka (or the database) did not answer: nothing was accepted; retry with the same "
+    "event_ids after Retry-After seconds",
+}
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -139,7 +164,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         status_code=202,
         response_model=Receipt,
         openapi_extra=event_request_body(batch=False),
-        responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
+        responses=problem_responses(*POST_PROBLEMS, descriptions=EVENT_PROBLEMS),
     )
     async def post_event(request: Request, ingest: IngestDep, principal: CallerDep) -> Receipt:
         """Append one event. 202 only once Kafka acknowledged it (acks=all)."""
@@ -160,7 +185,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         status_code=202,
         response_model=BatchReceipts,
         openapi_extra=event_request_body(batch=True),
-        responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
+        responses=problem_responses(*POST_PROBLEMS, descriptions=BATCH_PROBLEMS),
     )
     async def post_batch(
         request: Request, ingest: IngestDep, principal: CallerDep
@@ -187,7 +212,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         """The process answers."""
         return Health(status="ok")
 
-    @app.get("/readyz", response_model=Health, responses=problem_responses(503))
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "Kafka or the database does not answer"}},
+    )
     def readyz(ingest: IngestDep) -> Any:
         """Ready when a Kafka broker answers a metadata request now, and the database (where
         receipts are looked up) answers a query."""
@@ -206,16 +235,6 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        status: {
-            "description": "Problem details (RFC 9457)",
-            "content": {problems.PROBLEM_JSON: {}},
-        }
-        for status in statuses
-    }
 
 
 def content_type_of(request: Request) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from services.web.problems import finish_document
 from shared.events import event_adapter
 from shared.examples import EXAMPLES
 
@@ -39,7 +40,7 @@ def install_event_schemas(app: FastAPI) -> None:
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
             document.setdefault("components", {}).setdefault("schemas", {}).update(_DEFINITIONS)
-            app.openapi_schema = document
+            app.openapi_schema = finish_document(document)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

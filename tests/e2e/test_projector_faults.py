@@ -406,7 +406,9 @@ def oracle(sent: list[Sent]) -> ReadModelRows:
     return ReadModelRows(
         archive={i: (s.partition, s.offset, retracted_by.get(i)) for i, s in first.items()},
         figures={
-            key: provinces(key[1], key[0]) | {name: sums[name] for name in FIGURES}
+            key: provinces(key[1], key[0])
+            | {"month": key[0].year * 100 + key[0].month}
+            | {name: sums[name] for name in FIGURES}
             for key, sums in figures.items()
             if any(sums.values())
         },

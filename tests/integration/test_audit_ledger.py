@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from typing import Any
 
 import pytest
@@ -295,14 +294,14 @@ def test_the_summary_folded_in_memory_equals_the_sql_summary(
                     conn,
                     read_models,
                     frame=frame,
-                    where=scope.conditions(read_models.figures, frame),
+                    where=scope.conditions(read_models.figures),
                     group_by=dims,
                     **dates,
                 )
                 folded = summarize(
                     ledger.figures,
                     province_column=province_column_name(frame),
-                    keep=partial(scope.admits, frame=frame),
+                    keep=scope.admits,
                     group_by=dims,
                     **dates,
                 )

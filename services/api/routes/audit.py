@@ -7,7 +7,7 @@ these endpoints exist to check what the read models say against it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -30,6 +30,7 @@ from services.api.deps import (
     UnitQuery,
     check_range,
     group_by_dimensions,
+    responses,
 )
 from services.api.routes.summary import SummaryRow
 from services.api.scopes import resolve_scope
@@ -49,25 +50,45 @@ def require_auditor(principal: PrincipalDep) -> Principal:
 
 
 Auditor = Annotated[Principal, Depends(require_auditor)]
+# A date, or a datetime to the minute, second or microsecond, with an offset or without (then
+# Vietnam time): the ISO 8601 forms parse_instant reads, and only those. A value of this shape
+# can still be no day (2025-02-30): a 422 too.
+_TIME = "([01][0-9]|2[0-3]):[0-5][0-9]"
+INSTANT_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    rf"(T{_TIME}(:[0-5][0-9](\.[0-9]{{1,6}})?)?(Z|[+-]{_TIME})?)?$"
+)
 ReceivedFromQuery = Annotated[
     str | None,
     Query(
         alias="from",
+        pattern=INSTANT_PATTERN,
+        examples=["2021-09-15", "2021-09-15T14:00:00+07:00"],
         description="Received at or after: ISO 8601 datetime, or a date (from its first moment); "
         "without an offset, Vietnam time",
     ),
 ]
 ReceivedToQuery = Annotated[
     str | None,
-    Query(description="Received at or before: ISO 8601 datetime, or a date (to its last moment)"),
+    Query(
+        pattern=INSTANT_PATTERN,
+        examples=["2030-12-31", "2030-12-31T23:59:59Z"],
+        description="Received at or before: ISO 8601 datetime, or a date (to its last moment)",
+    ),
 ]
 
 
 def instant(name: str, value: str, *, end_of_day: bool = False) -> datetime:
     try:
-        return parse_instant(value, end_of_day=end_of_day)
+        moment = parse_instant(value, end_of_day=end_of_day)
+        # The log is read TIMESTAMP_SLACK either side of the moment, in UTC: at the ends of
+        # datetime's range (9999-12-31) that arithmetic overflowed, and the answer was a 500.
+        _ = (moment - TIMESTAMP_SLACK, moment + TIMESTAMP_SLACK, moment.astimezone(UTC))
+    except OverflowError:
+        raise invalid_parameter(name, "out of range", "range") from None
     except ValueError as exc:
         raise invalid_parameter(name, f"not an ISO 8601 date or datetime ({exc})") from None
+    return moment
 
 
 def unavailable(exc: Exception) -> Problem:
@@ -90,7 +111,13 @@ def open_log(api: Api) -> KafkaLog:
 @router.get(
     "/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}}},
+    responses={
+        200: {
+            "description": "One event a line, in log order",
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        },
+        **responses(401, 403, 422, 503),
+    },
 )
 def audit_events(
     api: ApiDep,
@@ -98,7 +125,12 @@ def audit_events(
     unit: UnitQuery = None,
     district: DistrictQuery = None,
     type_: Annotated[
-        str | None, Query(alias="type", description="One event type, e.g. ConferenceHeld")
+        str | None,
+        Query(
+            alias="type",
+            description="One event type",
+            json_schema_extra={"enum": sorted(EVENT_TYPES)},  # checked below
+        ),
     ] = None,
     from_: ReceivedFromQuery = None,
     to: ReceivedToQuery = None,
@@ -159,7 +191,12 @@ class AuditState(BaseModel):
     read_through: dict[str, int]
 
 
-@router.get("/state", response_model=AuditState, response_model_exclude_none=True)
+@router.get(
+    "/state",
+    response_model=AuditState,
+    response_model_exclude_none=True,
+    responses=responses(401, 403, 422, 503, csv=True),
+)
 def audit_state(
     api: ApiDep,
     auditor: Auditor,
@@ -167,7 +204,10 @@ def audit_state(
     as_of: Annotated[
         str,
         Query(
-            description="ISO 8601 datetime (or a date: its last moment), compared with received_at"
+            pattern=INSTANT_PATTERN,
+            examples=["2030-12-31T23:59:59+07:00"],
+            description="ISO 8601 datetime (or a date: its last moment), compared with "
+            "received_at; without an offset, Vietnam time",
         ),
     ],
     frame: FrameQuery = "current",
@@ -199,7 +239,7 @@ def audit_state(
     rows = summarize(
         ledger.figures,
         province_column=province_column_name(frame),
-        keep=lambda row: scope.admits(row, frame),
+        keep=scope.admits,
         date_from=from_,
         date_to=to,
         group_by=dims,
@@ -212,7 +252,7 @@ def audit_state(
     return respond(tabular, body, "state")
 
 
-@router.get("/verify")
+@router.get("/verify", responses=responses(401, 403, 422, 503))
 def audit_verify(
     api: ApiDep,
     auditor: Auditor,

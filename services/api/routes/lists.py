@@ -16,6 +16,7 @@ from services.api.deps import (
     AfterQuery,
     Api,
     ApiDep,
+    Day,
     DistrictQuery,
     FrameQuery,
     Freshness,
@@ -26,6 +27,7 @@ from services.api.deps import (
     UnitQuery,
     check_range,
     freshness,
+    responses,
 )
 from services.api.lists import (
     decode_cursor,
@@ -44,8 +46,13 @@ router = APIRouter(prefix="/v1", tags=["lists"])
 
 CursorQuery = Annotated[
     str | None,
-    Query(max_length=400, description="next_cursor of the previous page; omit for the first"),
+    Query(
+        max_length=400,
+        pattern="^[A-Za-z0-9_-]*$",  # URL-safe base64 without padding, as encode_cursor makes it
+        description="next_cursor of the previous page; omit for the first",
+    ),
 ]
+LIST_RESPONSES = responses(401, 403, 422, 503, 504, csv=True)
 LimitQuery = Annotated[int, Query(ge=1, le=1000, description="Rows per page")]
 
 
@@ -157,7 +164,7 @@ def _page(
         api.settings.read_your_writes_timeout_seconds,
         api.applied,
     )
-    conditions = [*where, *scope.conditions(table, frame)]
+    conditions = [*where, *scope.conditions(table)]
     fresh = freshness(api, recent=not wanted)
     with api.engine.connect() as conn:
         rows, last = read_page(conn, table, day_column, conditions, position, limit)
@@ -171,7 +178,7 @@ def _page(
     return rows, next_cursor, fresh, headers
 
 
-@router.get("/programs", response_model=Programs)
+@router.get("/programs", response_model=Programs, responses=LIST_RESPONSES)
 def list_programs(
     request: Request,
     api: ApiDep,
@@ -182,7 +189,7 @@ def list_programs(
     unit: UnitQuery = None,
     district: DistrictQuery = None,
     active_on: Annotated[
-        date | None, Query(description="Only programs whose period covers this day's year")
+        Day | None, Query(description="Only programs whose period covers this day's year")
     ] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 100,
@@ -214,7 +221,7 @@ def list_programs(
     return respond(tabular, body, "programs", headers=headers)
 
 
-@router.get("/conferences", response_model=Conferences)
+@router.get("/conferences", response_model=Conferences, responses=LIST_RESPONSES)
 def list_conferences(
     request: Request,
     api: ApiDep,
@@ -262,7 +269,7 @@ def list_conferences(
     return respond(tabular, body, "conferences", headers=headers)
 
 
-@router.get("/cases", response_model=Cases)
+@router.get("/cases", response_model=Cases, responses=LIST_RESPONSES)
 def list_cases(
     request: Request,
     api: ApiDep,
@@ -329,7 +336,7 @@ class RegistryExceptions(BaseModel):
     freshness: Freshness
 
 
-@router.get("/registry-exceptions", response_model=RegistryExceptions)
+@router.get("/registry-exceptions", response_model=RegistryExceptions, responses=LIST_RESPONSES)
 def list_registry_exceptions(
     request: Request,
     api: ApiDep,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from services.api.deps import PrincipalDep
+from services.api.deps import PrincipalDep, responses
 from services.web.auth import Role
 
 router = APIRouter(prefix="/v1", tags=["registry"])
@@ -17,7 +17,7 @@ class Me(BaseModel):
     unit_code: str | None  # a reporter token's unit
 
 
-@router.get("/me", response_model=Me)
+@router.get("/me", response_model=Me, responses=responses(401, 503))
 def who_am_i(principal: PrincipalDep) -> Me:
     """The token's role and scope (never the token itself)."""
     return Me(

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from services.api.deps import ApiDep, PrincipalDep, ProvinceQuery
+from services.api.deps import ApiDep, Day, PrincipalDep, ProvinceQuery, responses
 from services.api.tabular import Tabular, respond
 from services.web.problems import invalid_parameter
 from shared import registry
@@ -45,7 +45,12 @@ class Districts(BaseModel):
     rows: list[District]
 
 
-@router.get("/provinces", response_model=Provinces, response_model_exclude_none=True)
+@router.get(
+    "/provinces",
+    response_model=Provinces,
+    response_model_exclude_none=True,
+    responses=responses(401, 422, 503, csv=True),
+)
 def list_provinces(
     api: ApiDep,
     principal: PrincipalDep,
@@ -84,13 +89,14 @@ def list_provinces(
     return respond(tabular, Provinces(rows=rows_out), "provinces")
 
 
-@router.get("/districts", response_model=Districts)
+@router.get("/districts", response_model=Districts, responses=responses(401, 422, 503, csv=True))
 def list_districts(
     api: ApiDep,
     principal: PrincipalDep,
     tabular: Tabular,
     province: Annotated[
-        str | None, Query(pattern=r"^\d{2}$", description="Province code, e.g. 42")
+        str | None,
+        Query(pattern=r"^[0-9]{2}$", description="A legacy province's code, e.g. 42"),
     ] = None,
 ) -> object:
     """Districts, optionally of one province."""
@@ -119,14 +125,14 @@ class Units(BaseModel):
     rows: list[Unit]
 
 
-@router.get("/units", response_model=Units)
+@router.get("/units", response_model=Units, responses=responses(401, 422, 503, csv=True))
 def list_units(
     api: ApiDep,
     principal: PrincipalDep,
     tabular: Tabular,
     province: ProvinceQuery = None,
     on: Annotated[
-        date | None,
+        Day | None,
         Query(
             description="The day whose edition is read (default: today): before 2025-07-01 legacy"
         ),

@@ -26,6 +26,7 @@ from services.api.deps import (
     check_range,
     freshness_on_loop,
     group_by_dimensions,
+    responses,
 )
 from services.api.read_your_writes import parse_after, wait_until_applied
 from services.api.scopes import Scope, resolve_scope
@@ -79,7 +80,9 @@ class Summary(BaseModel):
 ROWS_JSON = TypeAdapter(list[SummaryRow])
 
 
-@router.get("/summary", response_model=Summary)
+@router.get(
+    "/summary", response_model=Summary, responses=responses(401, 403, 422, 503, 504, csv=True)
+)
 async def get_summary(
     api: ApiDep,
     principal: PrincipalDep,
@@ -156,7 +159,7 @@ async def _summary_at_freshness(
                 conn,
                 api.tables,
                 frame=frame,
-                where=scope.conditions(api.tables.figures, frame),
+                where=scope.conditions(api.tables.figures),
                 date_from=from_,
                 date_to=to,
                 group_by=dims,
