@@ -17,11 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from services import demo
 from services.topics import ensure_topics
-from tests.support import Stack, running_stack, until_projected
+from tests.support import Stack, running_stack, scratch_database, until_projected
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.e2e]
 
@@ -59,27 +58,20 @@ def stack(
 ) -> Iterator[Stack]:
     topic = f"test-frames-{uuid.uuid4().hex[:10]}"
     ensure_topics(kafka_bootstrap, topic, 3, f"{topic}.dead-letters")
-    name = f"ledger_frames_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
-    url = sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        with running_stack(kafka_bootstrap, url, topic, tmp_path_factory.mktemp("frames")) as s:
-            reports = demo.generate(
-                provinces=(HUNG_YEN, HA_TINH),
-                per_province=2,
-                years=(2025,),
-                until=date(2025, 12, 31),
-                seed=7,
-            )
-            after = s.post_reports(reports)
-            assert get(s, "/v1/summary", s.token("dashboard"), after=after).status_code == 200
-            yield s
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with (
+        scratch_database(postgres_server_url, "ledger_frames", postgres_template) as url,
+        running_stack(kafka_bootstrap, url, topic, tmp_path_factory.mktemp("frames")) as s,
+    ):
+        reports = demo.generate(
+            provinces=(HUNG_YEN, HA_TINH),
+            per_province=2,
+            years=(2025,),
+            until=date(2025, 12, 31),
+            seed=7,
+        )
+        after = s.post_reports(reports)
+        assert get(s, "/v1/summary", s.token("dashboard"), after=after).status_code == 200
+        yield s
 
 
 def get(stack: Stack, path: str, token: str, **params: str) -> httpx.Response:

@@ -24,6 +24,7 @@ from shared.db.schema import read_models
 from shared.examples import EXAMPLES
 from shared.records import canonical_json
 from tests.integration.test_projector_store import log_of
+from tests.support import scratch_database
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -50,18 +51,9 @@ def version_1(district: str, day: str, kind: str) -> dict[str, Any]:
 @pytest.fixture
 def old_database(postgres_server_url: str) -> Iterator[str]:
     """A database migrated to 0002 only: the schema of the release before the registry editions."""
-    name = f"ledger_0002_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    migrate(url, "0002")
-    try:
+    with scratch_database(postgres_server_url, "ledger_0002") as url:
+        migrate(url, "0002")
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def old_rows(table: str, row: dict[str, Any]) -> dict[str, Any]:

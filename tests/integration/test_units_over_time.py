@@ -26,7 +26,7 @@ from shared.db.engine import make_engine
 from shared.db.schema import read_models
 from shared.examples import EXAMPLES
 from shared.records import canonical_json
-from tests.support import Stack, running_stack, until_projected
+from tests.support import Stack, running_stack, scratch_database, until_projected
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.e2e]
 
@@ -68,18 +68,11 @@ def stack(
 ) -> Iterator[Stack]:
     topic = f"test-units-{uuid.uuid4().hex[:10]}"
     ensure_topics(kafka_bootstrap, topic, 3, f"{topic}.dead-letters")
-    name = f"ledger_units_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
-    url = sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        with running_stack(kafka_bootstrap, url, topic, tmp_path_factory.mktemp("units")) as s:
-            yield s
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with (
+        scratch_database(postgres_server_url, "ledger_units", postgres_template) as url,
+        running_stack(kafka_bootstrap, url, topic, tmp_path_factory.mktemp("units")) as s,
+    ):
+        yield s
 
 
 def post(stack: Stack, token: str, body: dict[str, Any]) -> httpx.Response:
