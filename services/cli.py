@@ -301,8 +301,8 @@ def replay(
 
     from rich.progress import Progress
 
-    from services.api.audit_log import KafkaLog, LogUnavailable, parse_instant
-    from services.api.audit_replay import ReplayFilter, plan_replay, replay_lines
+    from services.audit.log import KafkaLog, LogUnavailable, parse_instant
+    from services.audit.replay import ReplayFilter, plan_replay, replay_lines
     from shared import registry
     from shared.db.schema import read_models
     from shared.events import EVENT_TYPES
@@ -369,9 +369,9 @@ def verify(
 
     from sqlalchemy.exc import OperationalError
 
-    from services.api.audit_log import KafkaLog, LogUnavailable
-    from services.api.audit_verify import ProjectorBusy, log_heads, saved_heads
-    from services.api.audit_verify import verify as verify_log
+    from services.audit.log import KafkaLog, LogUnavailable
+    from services.audit.verify import ProjectorBusy, log_heads, saved_heads
+    from services.audit.verify import verify as verify_log
     from shared.db.schema import read_models
     from shared.settings import get_api_settings
 

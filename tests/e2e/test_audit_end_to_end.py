@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from kafka import KafkaProducer
 
-from services.api.audit_log import KafkaLog, Slice
+from services.audit.log import KafkaLog, Slice
 from shared.db.engine import make_engine
 from shared.db.schema import read_models
 from shared.examples import EXAMPLES

@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 from kafka import KafkaProducer
 
 from services.api.app import create_app
-from services.api.audit_log import KafkaLog, LogUnavailable, Slice
-from services.api.audit_replay import Anchor, ReplayFilter, ReplayPlan, plan_replay, replay_lines
 from services.api.routes import audit as audit_routes
+from services.audit.log import KafkaLog, LogUnavailable, Slice
+from services.audit.replay import Anchor, ReplayFilter, ReplayPlan, plan_replay, replay_lines
 from services.projector.store import LogRecord, ReadModelStore
 from services.web.auth import create_token
 from shared.db.engine import make_engine

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from services.api.audit_verify import read_served
 from services.api.scopes import resolve_scope
 from services.api.summary import FRAMES, parse_group_by, province_column_name, summary_rows
+from services.audit.verify import read_served
 from services.projector.store import LogRecord, ReadModelStore
 from services.web.auth import Principal
 from shared.db.schema import read_models

@@ -14,9 +14,6 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from services.api.audit_log import TIMESTAMP_SLACK, KafkaLog, LogUnavailable, Slice, parse_instant
-from services.api.audit_replay import ReplayFilter, plan_replay, replay_lines
-from services.api.audit_verify import ProjectorBusy, verify
 from services.api.deps import (
     Api,
     ApiDep,
@@ -36,6 +33,9 @@ from services.api.routes.summary import SummaryRow
 from services.api.scopes import resolve_scope
 from services.api.summary import province_column_name
 from services.api.tabular import Tabular, respond
+from services.audit.log import TIMESTAMP_SLACK, KafkaLog, LogUnavailable, Slice, parse_instant
+from services.audit.replay import ReplayFilter, plan_replay, replay_lines
+from services.audit.verify import ProjectorBusy, verify
 from services.web.auth import Principal, require_role
 from services.web.problems import RETRY_AFTER_SECONDS, Problem, invalid_parameter
 from shared.events import EVENT_TYPES

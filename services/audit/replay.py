@@ -28,7 +28,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from services.api.audit_log import TIMESTAMP_SLACK, KafkaLog, Slice
+from services.audit.log import TIMESTAMP_SLACK, KafkaLog, Slice
 from shared import registry
 from shared.db.schema import ReadModels
 from shared.db.upserts import one_of

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.api.audit_log import KafkaLog, Slice
+from services.audit.log import KafkaLog, Slice
 from shared.db.schema import ReadModels
 from shared.ledger import Head, chained, fold_log
 from shared.verification import LIST_MODELS, ServedModels, check_heads, compare
