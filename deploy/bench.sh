@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # `make bench`: a fresh local Kafka broker and PostgreSQL on bench ports, then every benchmark,
-# written to bench/results/latest.json and bench/results/latest.md.
+# written to bench/results/latest.json and bench/results/latest.md. A figure that could not be
+# measured is written there as failed, with its reason, and the exit status is then 1.
+# Ports and state directories: BENCH_KAFKA_PORT, BENCH_KAFKA_CONTROLLER_PORT, BENCH_PGPORT,
+# BENCH_KAFKA_STATE_DIR, BENCH_PG_STATE_DIR (beside a test run or another bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KAFKA_PORT="${BENCH_KAFKA_PORT:-19192}" KAFKA_CONTROLLER_PORT="${BENCH_KAFKA_CONTROLLER_PORT:-19193}"
-export KAFKA_STATE_DIR="$PWD/var/bench-kafka" KAFKA_HEAP_OPTS="-Xmx1g -Xms1g"
-export PGPORT="${BENCH_PGPORT:-15435}" PG_STATE_DIR="$PWD/var/bench-postgres"
+export KAFKA_STATE_DIR="${BENCH_KAFKA_STATE_DIR:-$PWD/var/bench-kafka}" KAFKA_HEAP_OPTS="-Xmx1g -Xms1g"
+export PGPORT="${BENCH_PGPORT:-15435}" PG_STATE_DIR="${BENCH_PG_STATE_DIR:-$PWD/var/bench-postgres}"
 # shellcheck source=deploy/stack.sh
 source deploy/stack.sh
 
