@@ -360,23 +360,32 @@ def verify(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of stdout")] = None,
 ) -> None:
-    """Fold the log afresh and compare with the read models and the stored hash chain.
+    """Check the read models and the stored hash chain against the log, chunk by chunk.
 
-    Prints a JSON report and exits 0 when consistent, 1 with every difference, 2 when Kafka or
-    the database cannot be read. With --heads, prints the chain heads instead.
+    Prints a JSON report and exits 0 when consistent, 1 with the differences, 2 when Kafka or
+    the database cannot be read. With --heads, prints the chain heads instead. Memory stays flat
+    however long the log is; a progress bar shows how far it has read.
     """
     import json
 
+    from rich.progress import Progress
     from sqlalchemy.exc import OperationalError
 
     from services.audit.log import KafkaLog, LogUnavailable
-    from services.audit.verify import ProjectorBusy, log_heads, saved_heads
+    from services.audit.verify import log_heads, saved_heads
     from services.audit.verify import verify as verify_log
+    from shared import registry
     from shared.db.schema import read_models
     from shared.settings import get_api_settings
 
     settings = get_api_settings()
-    tune_garbage_collector()  # folds the whole log in memory
+    found = registry.lookup(province) if province is not None else None
+    if province is not None and (
+        found is None or found.key != province or found.level != "province"
+    ):
+        raise typer.BadParameter(
+            f"not one of today's provinces: {province!r}", param_hint="--province"
+        )
     saved = []
     if against is not None:
         try:
@@ -394,10 +403,19 @@ def verify(
             if heads:
                 report = log_heads(log)
             else:
-                report = verify_log(
-                    log, _engine(settings), read_models, province=province, saved_heads=saved
-                )
-    except (LogUnavailable, ProjectorBusy, OperationalError) as exc:
+                with Progress(console=console, transient=True) as progress:
+                    task = progress.add_task("verifying the log", total=None)
+                    report = verify_log(
+                        log,
+                        _engine(settings),
+                        read_models,
+                        province=province,
+                        saved_heads=saved,
+                        progress=lambda read, total: progress.update(
+                            task, completed=read, total=total
+                        ),
+                    )
+    except (LogUnavailable, OperationalError) as exc:
         console.print(f"[red]cannot verify now: {exc}")
         raise typer.Exit(2) from None
     text = json.dumps(report, ensure_ascii=False, indent=2) + "\n"

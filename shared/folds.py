@@ -6,10 +6,9 @@ past moment and to verify the served figures. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -205,22 +204,6 @@ class StoredEvent:
         return self.event.event_id
 
 
-@dataclass(frozen=True, slots=True)
-class DayKey:
-    """A daily_figures row: one unit's day. The unit and the day decide both frames' provinces."""
-
-    day: date
-    attribution: Attribution
-
-    @property
-    def unit_code(self) -> str:
-        return self.attribution.unit.key
-
-    def row_key(self) -> tuple[date, str]:
-        """The table's primary key: (day, unit_code)."""
-        return (self.day, self.unit_code)
-
-
 @dataclass
 class Changes:
     """What a run of events does to the read models. Built in memory, written in one go."""
@@ -231,16 +214,10 @@ class Changes:
     retracted: dict[UUID, UUID] = field(default_factory=dict)
     # event_id of a retraction that changed nothing -> why
     retraction_notes: dict[UUID, str] = field(default_factory=dict)
-    figures: dict[DayKey, Counter[str]] = field(default_factory=dict)
+    # event_id -> its figures, for every event counted or taken back by this run
+    contributions: dict[UUID, dict[str, int]] = field(default_factory=dict)
     list_rows: dict[str, dict[UUID, dict[str, Any]]] = field(default_factory=dict)
     list_removals: dict[str, set[UUID]] = field(default_factory=dict)
-
-    def add_figures(self, key: DayKey, delta: Mapping[str, int], sign: int) -> None:
-        bucket = self.figures.get(key)
-        if bucket is None:
-            bucket = self.figures[key] = Counter()
-        for name, value in delta.items():
-            bucket[name] += sign * value
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +251,7 @@ def fold(
         if isinstance(event, ev.EventRetracted):
             _retract(event, seen, changes)
             continue
-        changes.add_figures(DayKey(event.occurred_day, item.attribution), contribution(event), +1)
+        changes.contributions[event.event_id] = contribution(event)
         if type(event) in LIST_FOLDS:
             model, build = LIST_FOLDS[type(event)]
             changes.list_rows.setdefault(model, {})[event.event_id] = build(event)
@@ -300,7 +277,8 @@ def _retract(retraction: ev.EventRetracted, seen: dict[UUID, KnownEvent], change
     seen[target_id] = KnownEvent(target.event, target.attribution, retracted=True)
     changes.retracted[target_id] = retraction.event_id
     event = target.event
-    changes.add_figures(DayKey(event.occurred_day, target.attribution), contribution(event), -1)
+    if target_id not in changes.contributions:
+        changes.contributions[target_id] = contribution(event)
     if type(event) in LIST_FOLDS:
         model, _ = LIST_FOLDS[type(event)]
         rows = changes.list_rows.get(model, {})

@@ -1,9 +1,11 @@
-"""Comparing what is served and stored with a fresh fold of the log.
+"""Comparing what is stored with what the log implies, a run of positions at a time.
 
-The caller reads the database into ``ServedModels`` and folds the log (up to the projector's
-stored offsets) into a ``Ledger``; ``compare`` lists every difference. Each difference is a
-JSON-ready dict naming what differs (a table and row key, or a partition and offset), the two
-values, and the log positions of the events behind it, so an auditor can replay exactly those.
+Verify (``services.audit.verify``) reads the log in chunks, runs the projection core on each
+(``shared.projection.project``) and hands the rows it gives, with the rows the database holds at
+the same positions, to ``compare_chunk``. Each difference is a JSON-ready dict naming what
+differs (a table and row key, or a partition and offset), both values, and the log positions of
+the events behind it, so an auditor can replay exactly those. Nothing here does I/O, and nothing
+holds more than a chunk: ``Findings`` keeps the first differences and counts the rest.
 """
 
 from __future__ import annotations
@@ -14,169 +16,202 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from shared.folds import STORED_FIGURES
-from shared.ledger import FigureKey, Head, Ledger, Position, utc
+from shared.ledger import utc
+from shared.projection import Position, Step
 
 Difference = dict[str, Any]
 K = TypeVar("K")  # a row key: event_id, (day, unit_code) or (partition, offset)
 LIST_MODELS: tuple[str, ...] = ("programs", "conferences", "cases")
-# How many positions one chain difference lists; the count says how many there are in all.
+# How many positions one difference lists; a count says how many there are in all.
 MAX_POSITIONS = 20
 
 
 @dataclass
-class ServedModels:
-    """The read models as the database holds them, as plain rows keyed like a Ledger's."""
+class Findings:
+    """The differences found so far: the first ``limit`` in full, and how many in all."""
 
-    # partition -> (next_offset, chain hash of the last applied record)
-    offsets: dict[int, tuple[int, str]] = field(default_factory=dict)
-    archive: dict[str, dict[str, Any]] = field(default_factory=dict)
-    figures: dict[FigureKey, dict[str, Any]] = field(default_factory=dict)
-    lists: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    limit: int
+    shown: list[Difference] = field(default_factory=list)
+    total: int = 0
+    # partition -> [the first chain mismatch, how many]: a rewritten record changes its own hash
+    # and every later one, so the first position tells where, the count how far
+    chain: dict[int, list[Any]] = field(default_factory=dict)
+
+    def add(self, difference: Difference) -> None:
+        self.total += 1
+        if len(self.shown) < self.limit:
+            self.shown.append(difference)
+
+    def extend(self, differences: Iterable[Difference]) -> None:
+        for difference in differences:
+            self.add(difference)
+
+    def counted(self, count: int, shown: list[Difference]) -> None:
+        """``count`` differences, of which ``shown`` are described (a query's first rows)."""
+        self.extend(shown)
+        self.total += count - len(shown)
+
+    def chain_mismatch(self, partition: int, offset: int, served: str, log: str | None) -> None:
+        found = self.chain.get(partition)
+        if found is None:
+            self.chain[partition] = [
+                {
+                    "kind": "chain",
+                    "table": "event_archive",
+                    "partition": partition,
+                    "offset": offset,
+                    "problem": "the stored chain hash differs from the log's from this position",
+                    "served": served,
+                    "log": log,
+                    "positions": [position((partition, offset))],
+                },
+                1,
+            ]
+            return
+        found[1] += 1
+        if len(found[0]["positions"]) < MAX_POSITIONS:
+            found[0]["positions"].append(position((partition, offset)))
+
+    def report(self) -> tuple[int, list[Difference]]:
+        """(how many differences in all, the ones shown): chain breaks first."""
+        chain = [first | {"mismatches": count} for _, (first, count) in sorted(self.chain.items())]
+        return self.total + len(chain), (chain + self.shown)[: self.limit]
+
+
+@dataclass
+class StoredRows:
+    """What the database holds for one chunk of one partition's positions."""
+
+    archive: dict[str, dict[str, Any]] = field(default_factory=dict)  # by event_id
+    changes: dict[Position, dict[str, Any]] = field(default_factory=dict)
     dead_letters: dict[Position, str] = field(default_factory=dict)
+    # list model -> event_id -> row, for the events archived in the chunk
+    lists: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # event_id -> (retracted_by, province_code), for the targets of the chunk's retractions
+    retracted: dict[str, tuple[str | None, str]] = field(default_factory=dict)
 
 
-def compare(
-    ledger: Ledger, served: ServedModels, *, province: str | None = None
-) -> list[Difference]:
-    """Every difference between the served models and the ledger, chain first, then rows.
+def compare_chunk(
+    step: Step, stored: StoredRows, findings: Findings, *, province: str | None = None
+) -> None:
+    """Every difference between the rows ``step`` gives and the stored ones.
 
-    With ``province``, rows are compared for that province only (``served`` is expected to hold
-    only its rows); the partition heads and dead letters belong to no province and are always
-    compared.
+    With ``province``, only that province's rows count (``stored`` holds only its rows); dead
+    letters belong to no province and are always compared.
     """
 
-    def in_scope(province_code: str | None) -> bool:
-        return province is None or province_code == province
+    def in_scope(row: Mapping[str, Any]) -> bool:
+        return province is None or row["province_code"] == province
 
-    differences = _heads(ledger, served)
-    differences += _chain(ledger, served)
-    differences += _rows(
-        "event_archive",
-        lambda event_id: {"event_id": event_id},
-        {k: r for k, r in ledger.archive.items() if in_scope(r["province_code"])},
-        served.archive,
-        lambda event_id: _positions_of(event_id, ledger, served.archive),
-        ignore=("chain_hash",),  # compared by _chain, which can tell where the chain broke
+    expected_archive = {row["event_id"]: row for row in step.archive if in_scope(row)}
+    positions = {
+        event_id: (row["partition"], row["offset"]) for event_id, row in expected_archive.items()
+    }
+    for row in stored.archive.values():
+        at = (row["partition"], row["offset"])
+        if step.hashes.get(at) != row["chain_hash"]:
+            findings.chain_mismatch(at[0], at[1], row["chain_hash"], step.hashes.get(at))
+    findings.extend(
+        row_differences(
+            "event_archive",
+            lambda event_id: {"event_id": event_id},
+            expected_archive,
+            stored.archive,
+            lambda event_id: _event_positions(event_id, positions, stored.archive),
+            # the chain is compared above, where it can tell where it broke; retracted_by with
+            # the retraction, which may come chunks later
+            ignore=("chain_hash", "retracted_by"),
+        )
     )
-    zeros = dict.fromkeys(STORED_FIGURES, 0)
-    differences += _rows(
-        "daily_figures",
-        lambda key: {"day": key[0].isoformat(), "unit_code": key[1]},
-        {k: r for k, r in ledger.figures.items() if in_scope(r["province_code"])},
-        served.figures,
-        lambda key: ledger.figure_sources.get(key, []),
-        absent=zeros,  # a day whose events were all retracted may keep a row of zeros
+    findings.extend(
+        row_differences(
+            "figure_changes",
+            lambda at: position(at),
+            {at: row for at, row in _changes(step).items() if in_scope(row)},
+            stored.changes,
+            lambda at: [at],
+        )
     )
     for model in LIST_MODELS:
-        differences += _rows(
-            model,
-            lambda event_id: {"event_id": event_id},
-            {k: r for k, r in ledger.lists.get(model, {}).items() if in_scope(r["province_code"])},
-            served.lists.get(model, {}),
-            lambda event_id: _positions_of(event_id, ledger, served.archive),
+        expected = {
+            row["event_id"]: row
+            for row in step.lists.get(model, [])
+            # retracted by a later chunk's retraction (checked there): its row is gone
+            if in_scope(row) and stored.archive.get(row["event_id"], {}).get("retracted_by") is None
+        }
+        findings.extend(
+            row_differences(
+                model,
+                lambda event_id: {"event_id": event_id},
+                expected,
+                stored.lists.get(model, {}),
+                lambda event_id: _event_positions(event_id, positions, stored.archive),
+            )
         )
-    differences += _rows(
-        "dead_letters",
-        lambda position: {"partition": position[0], "offset": position[1]},
-        {p: {"reason": reason} for p, reason in ledger.dead_letters.items()},
-        {p: {"reason": reason} for p, reason in served.dead_letters.items()},
-        lambda position: [position],
+    findings.extend(
+        row_differences(
+            "dead_letters",
+            lambda at: position(at),
+            {(r.partition, r.offset): {"reason": reason} for r, reason in step.dead_letters},
+            {at: {"reason": reason} for at, reason in stored.dead_letters.items()},
+            lambda at: [at],
+        )
     )
-    return differences
-
-
-def check_heads(ledger: Ledger, saved: Iterable[Head]) -> list[Difference]:
-    """Whether the log still hashes to heads an auditor saved earlier.
-
-    A head proves the whole prefix of its partition: any byte rewritten, record removed or
-    inserted at or before it changes the hash. To name the exact position, compare with the
-    archive's chain (``compare``), which holds a hash per event.
-    """
-    differences: list[Difference] = []
-    for head in saved:
-        found = ledger.hash_at(head.partition, head.offset)
-        if found == head.hash:
+    for target, retraction in step.retracted.items():
+        retracted_by, target_province = stored.retracted.get(target, (None, None))
+        if province is not None and target_province not in (province, None):
             continue
-        differences.append(
-            {
-                "kind": "saved_head",
-                "partition": head.partition,
-                "offset": head.offset,
-                "problem": (
-                    "the log no longer reaches this position"
-                    if found is None
-                    else "the log was rewritten at or before this position"
-                ),
-                "saved": head.hash,
-                "log": found,
-                "positions": [_position((head.partition, head.offset))],
-            }
+        if retracted_by != retraction:
+            findings.add(
+                {
+                    "kind": "row",
+                    "table": "event_archive",
+                    "key": {"event_id": target},
+                    "problem": "the row's values differ from the log's",
+                    "columns": {"retracted_by": {"served": retracted_by, "log": retraction}},
+                    "positions": [
+                        position(positions[event_id])
+                        for event_id in (target, retraction)
+                        if event_id in positions
+                    ],
+                }
+            )
+
+
+def _changes(step: Step) -> dict[Position, dict[str, Any]]:
+    return {(row["partition"], row["offset"]): row for row in step.changes}
+
+
+def head_difference(
+    kind: str, partition: int, offset: int, served: str, log: str | None, *, saved: bool
+) -> Difference:
+    """A chain head (the projector's stored one, or one an auditor saved) the log disagrees
+    with: a head proves its partition's whole prefix, so any byte rewritten, record removed or
+    inserted at or before it changes the hash."""
+    if log is None:
+        problem = (
+            "the log no longer reaches this position"
+            if saved
+            else "the log ends before the projector's stored position"
         )
-    return differences
-
-
-def _heads(ledger: Ledger, served: ServedModels) -> list[Difference]:
-    differences: list[Difference] = []
-    for partition, (next_offset, stored_hash) in sorted(served.offsets.items()):
-        if next_offset == 0:
-            continue
-        last = (partition, next_offset - 1)
-        found = ledger.hashes.get(last)
-        if found == stored_hash:
-            continue
-        differences.append(
-            {
-                "kind": "chain_head",
-                "table": "projector_offsets",
-                "partition": partition,
-                "offset": last[1],
-                "problem": (
-                    "the log ends before the projector's stored position"
-                    if found is None
-                    else "the log does not hash to the projector's stored head"
-                ),
-                "served": stored_hash,
-                "log": found,
-                "positions": [_position(last)],
-            }
+    else:
+        problem = (
+            "the log was rewritten at or before this position"
+            if saved
+            else "the log does not hash to the projector's stored head"
         )
-    return differences
+    difference: Difference = {"kind": kind, "partition": partition, "offset": offset}
+    if not saved:
+        difference["table"] = "projector_offsets"
+    return difference | {
+        "problem": problem,
+        ("saved" if saved else "served"): served,
+        "log": log,
+        "positions": [position((partition, offset))],
+    }
 
 
-def _chain(ledger: Ledger, served: ServedModels) -> list[Difference]:
-    """Per partition, where the archive's stored chain and the log's chain part ways.
-
-    A rewritten record changes its own hash and every later one; a hand-edited archive hash
-    changes only its row. The first mismatch names the position, the count tells which it was.
-    """
-    mismatches: dict[int, list[tuple[int, str, str | None]]] = {}
-    for row in served.archive.values():
-        position = (row["partition"], row["offset"])
-        found = ledger.hashes.get(position)
-        if found != row["chain_hash"]:
-            mismatches.setdefault(position[0], []).append((position[1], row["chain_hash"], found))
-    differences: list[Difference] = []
-    for partition, found_rows in sorted(mismatches.items()):
-        found_rows.sort()
-        offset, stored_hash, log_hash = found_rows[0]
-        differences.append(
-            {
-                "kind": "chain",
-                "table": "event_archive",
-                "partition": partition,
-                "offset": offset,
-                "problem": "the stored chain hash differs from the log's from this position",
-                "served": stored_hash,
-                "log": log_hash,
-                "mismatches": len(found_rows),
-                "positions": [_position((partition, o)) for o, _, _ in found_rows[:MAX_POSITIONS]],
-            }
-        )
-    return differences
-
-
-def _rows[K](
+def row_differences[K](
     table: str,
     describe: Callable[[K], dict[str, Any]],
     expected: Mapping[K, Mapping[str, Any]],
@@ -186,9 +221,10 @@ def _rows[K](
     ignore: Iterable[str] = (),
     absent: Mapping[str, Any] | None = None,
 ) -> list[Difference]:
+    """Rows the log implies and the database lacks, has too, or holds with other values."""
     skipped = set(ignore)
     differences: list[Difference] = []
-    for key in sorted(expected.keys() | served.keys(), key=_sort_key):
+    for key in sorted(expected.keys() | served.keys()):  # type: ignore[type-var]
         log_row = expected.get(key, absent)
         served_row = served.get(key, absent)
         if log_row is None or served_row is None:
@@ -196,9 +232,9 @@ def _rows[K](
             columns = {}
         else:
             columns = {
-                name: {"served": _plain(served_row.get(name)), "log": _plain(value)}
+                name: {"served": plain(served_row.get(name)), "log": plain(value)}
                 for name, value in log_row.items()
-                if name not in skipped and _plain(value) != _plain(served_row.get(name))
+                if name not in skipped and plain(value) != plain(served_row.get(name))
             }
             if not columns:
                 continue
@@ -208,43 +244,39 @@ def _rows[K](
                 "kind": "row",
                 "table": table,
                 "key": describe(key),
-                "problem": {
-                    "missing": "the log implies this row; the read model lacks it",
-                    "unexpected": "the read model has this row; the log does not imply it",
-                    "differs": "the row's values differ from the log's",
-                }[problem],
+                "problem": PROBLEMS[problem],
                 "columns": columns,
-                "positions": [_position(p) for p in positions(key)],
+                "positions": [position(p) for p in positions(key)],
             }
         )
     return differences
 
 
-def _positions_of(
-    event_id: str, ledger: Ledger, archive: Mapping[str, Mapping[str, Any]]
+PROBLEMS = {
+    "missing": "the log implies this row; the read model lacks it",
+    "unexpected": "the read model has this row; the log does not imply it",
+    "differs": "the row's values differ from the log's",
+}
+
+
+def _event_positions(
+    event_id: str, logged: Mapping[str, Position], archive: Mapping[str, Mapping[str, Any]]
 ) -> list[Position]:
     found: list[Position] = []
-    if event_id in ledger.positions:
-        found.append(ledger.positions[event_id])
+    if event_id in logged:
+        found.append(logged[event_id])
     if event_id in archive:
         stored = (archive[event_id]["partition"], archive[event_id]["offset"])
         if stored not in found:
             found.append(stored)
-    retraction = (ledger.archive.get(event_id) or {}).get("retracted_by")
-    if retraction in ledger.positions:
-        found.append(ledger.positions[retraction])
     return found
 
 
-def _position(position: Position) -> dict[str, int]:
-    return {"partition": position[0], "offset": position[1]}
+def position(at: Position) -> dict[str, int]:
+    return {"partition": at[0], "offset": at[1]}
 
 
-def _sort_key(key: Any) -> Any:
-    return key  # keys of one table are all of one comparable kind
-
-
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """One representation per value, whichever database (or the fold) it came from."""
     if isinstance(value, datetime):
         return utc(value).isoformat()
@@ -253,5 +285,5 @@ def _plain(value: Any) -> Any:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

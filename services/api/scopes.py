@@ -16,9 +16,7 @@ which are counted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -45,14 +43,6 @@ class Scope:
         if self.unit is not None:
             found.append(table.c.unit_code == self.unit)
         return found
-
-    def admits(self, row: Mapping[str, Any]) -> bool:
-        """``conditions`` for a row held in memory (a fold of the log)."""
-        if self.limit is not None and row[_territory_column(self.limit)] != self.limit:
-            return False
-        if self.province is not None and row[_territory_column(self.province)] != self.province:
-            return False
-        return self.unit is None or row["unit_code"] == self.unit
 
 
 def _territory(table: sa.Table, key: str) -> sa.ColumnElement[bool]:

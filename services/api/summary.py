@@ -8,7 +8,7 @@ Both frames are plain groupings of one table: ``current`` groups by today's prov
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -66,13 +66,16 @@ def summary_rows(
     date_from: date | None = None,
     date_to: date | None = None,
     group_by: Sequence[Dimension] = (),
+    received_until: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """``where`` limits the figures' rows (``Scope.conditions``).
 
     The figures are summed per group first and the groups named after, so the names are joined
-    to a few rows rather than to every day of every unit.
+    to a few rows rather than to every day of every unit. With ``received_until``, the summary
+    as it stood once everything received by then was applied: the same sums over the figure
+    changes received by then (figure_changes has daily_figures' columns, and more).
     """
-    figures = tables.figures
+    figures = tables.figures if received_until is None else tables.changes
     by_province = "province" in group_by or "unit" in group_by
     keys: list[sa.ColumnElement[Any]] = []
     if by_province:
@@ -84,6 +87,8 @@ def summary_rows(
         sa.func.coalesce(sa.func.sum(figures.c[name]), 0).label(name) for name in STORED_FIGURES
     ]
     query = sa.select(*keys, *sums).where(*where)
+    if received_until is not None:
+        query = query.where(figures.c.received_at <= received_until)
     if date_from:
         query = query.where(figures.c.day >= date_from)
     if date_to:

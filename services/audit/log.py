@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from types import TracebackType
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
+from services.kafka_consumers import log_reader
 from shared.events import VIETNAM_TZ
-from shared.ledger import Record
+from shared.projection import Record
 
 # Record timestamps are the producer's clock at send, a few milliseconds after ingest set
 # received_at on the same host; seeking this much earlier (and reading this much later) than
@@ -50,13 +51,8 @@ class KafkaLog:
         self.topic = topic
         self.timeout_ms = int(timeout_seconds * 1000)
         try:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap_servers,
-                client_id="district-ledger-audit",
-                group_id=None,
-                enable_auto_commit=False,
-                request_timeout_ms=self.timeout_ms,
-                bootstrap_timeout_ms=self.timeout_ms,
+            self._consumer = log_reader(
+                bootstrap_servers, "district-ledger-audit", timeout_ms=self.timeout_ms
             )
         except KafkaError as exc:
             raise LogUnavailable(str(exc)) from exc

@@ -33,7 +33,8 @@ from shared import registry
 from shared.db.schema import ReadModels
 from shared.db.upserts import one_of
 from shared.folds import StoredEvent
-from shared.ledger import Record, chained
+from shared.ledger import chained
+from shared.projection import Record
 from shared.records import UndecodableRecord, decode_record, genesis_hash
 
 BATCH = 500  # records per archive lookup and per chunk sent to the client

@@ -1,119 +1,396 @@
-"""Verifying the served read models and the stored chain against a fresh fold of the log.
+"""Verifying the read models and the stored chain against the log, in bounded memory.
 
-The database is read first, as one consistent snapshot; then the log is read from offset 0 up
-to exactly the offsets that snapshot says were applied, so a projector that is behind (or busy)
-is never mistaken for a wrong one. The comparison itself is pure (``shared.verification``).
+The database is read in one snapshot (every query sees one moment, so a projector that is
+behind or busy is never mistaken for a wrong one), and the log up to exactly the offsets that
+snapshot says were applied. The log is read partition by partition, in chunks: each chunk goes
+through the projection core (``shared.projection.project``), the step the projector ran, and
+its rows are compared with the rows stored at the same positions (``shared.verification``).
+What the core must know of earlier events (duplicates, retraction targets) comes from the
+archive as it stood at the chunk's start; those archive rows were themselves checked against
+the log when their own chunk was. Memory holds a chunk, whatever the log's length.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from itertools import batched
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from services.audit.log import KafkaLog, Slice
+from services.audit.log import Slice
+from services.projector.store import applied_offsets, known_events
+from shared.db.engine import snapshot
 from shared.db.schema import ReadModels
-from shared.ledger import Head, chained, fold_log
-from shared.verification import LIST_MODELS, ServedModels, check_heads, compare
+from shared.db.upserts import one_of
+from shared.folds import STORED_FIGURES
+from shared.ledger import Head, chained
+from shared.projection import Record, Step, decode, project, referenced_ids
+from shared.records import genesis_hash
+from shared.verification import (
+    LIST_MODELS,
+    MAX_POSITIONS,
+    Difference,
+    Findings,
+    StoredRows,
+    compare_chunk,
+    head_difference,
+    position,
+    row_differences,
+)
 
 # The report lists at most this many differences (and says how many there are in all): a
 # rewritten early record can make every later row differ, and the first ones tell the story.
 MAX_DIFFERENCES = 500
+# Records per chunk: the most verify holds at once, with their rows from the database.
+CHUNK_RECORDS = 2_000
+
+Progress = Callable[[int, int], None]  # (records read, records to read)
 
 
-class ProjectorBusy(Exception):
-    """The projector kept committing while the read models were read; try again."""
+class LogSource(Protocol):
+    """What verify reads: ``services.audit.log.KafkaLog``, or a test's list of records."""
 
+    topic: str
 
-def read_served(
-    engine: sa.Engine, tables: ReadModels, topic: str, province: str | None = None, tries: int = 5
-) -> ServedModels:
-    """The read models as one snapshot: the projector's offsets did not move while reading.
+    def end_offsets(self) -> dict[int, int]: ...
 
-    Checking the offsets before and after works the same on PostgreSQL and SQLite, and the
-    projector writes every change in the same transaction as its offsets.
-    """
-    for _ in range(tries):
-        with engine.connect() as conn:
-            before = _offsets(conn, tables, topic)
-            served = _read(conn, tables, province)
-            after = _offsets(conn, tables, topic)
-        if before == after:
-            served.offsets = before
-            return served
-    raise ProjectorBusy("the projector kept committing while the read models were read")
-
-
-def _offsets(conn: sa.Connection, tables: ReadModels, topic: str) -> dict[int, tuple[int, str]]:
-    offsets = tables.offsets
-    rows = conn.execute(
-        sa.select(offsets.c.partition, offsets.c.next_offset, offsets.c.chain_hash).where(
-            offsets.c.topic == topic
-        )
-    )
-    return {row.partition: (row.next_offset, row.chain_hash) for row in rows}
-
-
-def _read(conn: sa.Connection, tables: ReadModels, province: str | None) -> ServedModels:
-    def scoped(table: sa.Table) -> sa.Select[Any]:
-        query = sa.select(table)
-        return query.where(table.c.province_code == province) if province else query
-
-    served = ServedModels()
-    for row in conn.execute(scoped(tables.archive)).mappings():
-        served.archive[row["event_id"]] = dict(row)
-    for row in conn.execute(scoped(tables.figures)).mappings():
-        served.figures[(row["day"], row["unit_code"])] = dict(row)
-    for model in LIST_MODELS:
-        rows = conn.execute(scoped(tables.list_table(model))).mappings()
-        served.lists[model] = {row["event_id"]: dict(row) for row in rows}
-    dead = tables.dead_letters
-    for partition, offset, reason in conn.execute(
-        sa.select(dead.c.partition, dead.c.offset, dead.c.reason)
-    ):
-        served.dead_letters[(partition, offset)] = reason
-    return served
+    def read(self, slices: Iterable[Slice]) -> Iterator[Record]: ...
 
 
 def verify(
-    log: KafkaLog,
+    log: LogSource,
     engine: sa.Engine,
     tables: ReadModels,
     *,
     province: str | None = None,
     saved_heads: Iterable[Head] = (),
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Fold the log afresh and compare: ``{"status": "consistent", ...}`` or every difference.
-
-    ``saved_heads`` (exported earlier by ``ledger verify --heads``) are checked in the same read.
-    """
-    saved = list(saved_heads)
-    served = read_served(engine, tables, log.topic, province)
-    ends = log.end_offsets()
-    applied = {p: next_offset for p, (next_offset, _) in served.offsets.items()}
-    wanted = dict(applied)
-    for head in saved:
-        wanted[head.partition] = max(wanted.get(head.partition, 0), head.offset + 1)
-    slices = [Slice(p, 0, min(n, ends.get(p, 0))) for p, n in sorted(wanted.items())]
-    ledger = fold_log(log.read(slices), fold_before=applied)
-    differences = check_heads(ledger, saved) + compare(ledger, served, province=province)
+    """Compare the read models and chain with the log: ``{"status": "consistent", ...}``, or
+    ``"inconsistent"`` with the differences. ``saved_heads`` (exported earlier by
+    ``ledger verify --heads``) are checked in the same read; the report ends with the log's
+    chain head of each partition as read."""
+    saved: dict[tuple[int, int], str] = {(h.partition, h.offset): h.hash for h in saved_heads}
+    findings = Findings(MAX_DIFFERENCES)
+    with snapshot(engine) as conn:
+        applied = applied_offsets(conn, tables, log.topic)
+        ends = log.end_offsets()
+        stops = {p: next_offset for p, (next_offset, _) in applied.items()}
+        for partition, offset in saved:
+            stops[partition] = max(stops.get(partition, 0), offset + 1)
+        total = sum(min(stop, ends.get(p, 0)) for p, stop in stops.items())
+        heads: dict[int, Head] = {}
+        # the log's hash at every position a head was kept for: the projector's and saved ones
+        at_kept: dict[tuple[int, int], str] = {}
+        kept = {(p, n - 1) for p, (n, _) in applied.items() if n} | saved.keys()
+        events = retractions = read = 0
+        for partition, stop in sorted(stops.items()):
+            applied_up_to = applied.get(partition, (0, ""))[0]
+            last = genesis_hash(partition)
+            whole = Slice(partition, 0, min(stop, ends.get(partition, 0)))
+            for chunk in batched(log.read([whole]), CHUNK_RECORDS):
+                folded = [r for r in chunk if r.offset < applied_up_to]
+                if folded:
+                    counts = _check_chunk(conn, tables, folded, last, findings, province)
+                    events, retractions = events + counts[0], retractions + counts[1]
+                for record, hashed in chained(chunk, {partition: last}):
+                    if (partition, record.offset) in kept:
+                        at_kept[(partition, record.offset)] = hashed
+                    last = hashed
+                heads[partition] = Head(partition, chunk[-1].offset, last)
+                read += len(chunk)
+                if progress:
+                    progress(read, total)
+        for p, (next_offset, stored_hash) in sorted(applied.items()):
+            found = at_kept.get((p, next_offset - 1))
+            if next_offset and found != stored_hash:
+                findings.add(
+                    head_difference(
+                        "chain_head", p, next_offset - 1, stored_hash, found, saved=False
+                    )
+                )
+        for (p, offset), hash_kept in sorted(saved.items()):
+            found = at_kept.get((p, offset))
+            if found != hash_kept:
+                findings.add(head_difference("saved_head", p, offset, hash_kept, found, saved=True))
+        _unapplied_rows(conn, tables, applied, province, findings)
+        _figures_against_changes(conn, tables, province, findings)
+        _orphan_list_rows(conn, tables, province, findings)
+        findings.extend(_retraction_count(conn, tables, retractions, province))
+    total_differences, shown = findings.report()
     return {
-        "status": "inconsistent" if differences else "consistent",
+        "status": "inconsistent" if total_differences else "consistent",
         "checked": {
             "province": province,
-            "events": len(ledger.archive),
-            "applied_offsets": {str(p): n for p, n in sorted(applied.items())},
+            "events": events,
+            "records_read": read,
+            "applied_offsets": {str(p): n for p, (n, _) in sorted(applied.items())},
             "log_end_offsets": {str(p): n for p, n in sorted(ends.items())},
             "saved_heads": len(saved),
         },
-        "differences_total": len(differences),
-        "differences": differences[:MAX_DIFFERENCES],
+        "heads": [heads[p].as_json() for p in sorted(heads)],
+        "differences_total": total_differences,
+        "differences": shown,
     }
 
 
-def log_heads(log: KafkaLog) -> dict[str, Any]:
+def _in(row: Mapping[str, Any], province: str | None) -> bool:
+    return province is None or row["province_code"] == province
+
+
+def _check_chunk(
+    conn: sa.Connection,
+    tables: ReadModels,
+    records: list[Record],
+    before: str,
+    findings: Findings,
+    province: str | None,
+) -> tuple[int, int]:
+    """Run the core over one chunk of a partition and compare its rows with the stored ones;
+    returns how many events and retractions of the scope it holds."""
+    partition, start, end = records[0].partition, records[0].offset, records[-1].offset
+    decoded = decode(records)
+    known = known_events(conn, tables, referenced_ids(decoded), archived_before=(partition, start))
+    step = project(decoded, {partition: before}, known)
+    stored = _stored(conn, tables, step, partition, start, end, province)
+    compare_chunk(step, stored, findings, province=province)
+    targets_in_scope = [
+        target
+        for target in step.retracted
+        if province is None or stored.retracted.get(target, (None, None))[1] == province
+    ]
+    return sum(1 for row in step.archive if _in(row, province)), len(targets_in_scope)
+
+
+def _stored(
+    conn: sa.Connection,
+    tables: ReadModels,
+    step: Step,
+    partition: int,
+    start: int,
+    end: int,
+    province: str | None,
+) -> StoredRows:
+    """The rows the database holds at positions ``start``..``end`` of ``partition``."""
+
+    def at_positions(table: sa.Table, scoped: bool = True) -> sa.Select[Any]:
+        query = sa.select(table).where(
+            table.c.partition == partition, table.c.offset >= start, table.c.offset <= end
+        )
+        return query.where(table.c.province_code == province) if scoped and province else query
+
+    stored = StoredRows()
+    for row in conn.execute(at_positions(tables.archive)).mappings():
+        stored.archive[row["event_id"]] = dict(row)
+    for row in conn.execute(at_positions(tables.changes)).mappings():
+        stored.changes[(row["partition"], row["offset"])] = dict(row)
+    for row in conn.execute(at_positions(tables.dead_letters, scoped=False)).mappings():
+        stored.dead_letters[(row["partition"], row["offset"])] = row["reason"]
+    ids = sorted(stored.archive.keys() | {row["event_id"] for row in step.archive})
+    for model in LIST_MODELS:
+        table = tables.list_table(model)
+        found = stored.lists.setdefault(model, {})
+        for condition in one_of(conn, table.c.event_id, ids):
+            query = sa.select(table).where(condition)
+            if province:
+                query = query.where(table.c.province_code == province)
+            for row in conn.execute(query).mappings():
+                found[row["event_id"]] = dict(row)
+    archive = tables.archive
+    for condition in one_of(conn, archive.c.event_id, sorted(step.retracted)):
+        for event_id, retracted_by, province_code in conn.execute(
+            sa.select(archive.c.event_id, archive.c.retracted_by, archive.c.province_code).where(
+                condition
+            )
+        ):
+            stored.retracted[event_id] = (retracted_by, province_code)
+    return stored
+
+
+def _limited(conn: sa.Connection, query: sa.Select[Any]) -> tuple[int, list[sa.RowMapping]]:
+    """How many rows a query finds, and the first MAX_DIFFERENCES of them."""
+    found = query.subquery()
+    count = int(conn.scalar(sa.select(sa.func.count()).select_from(found)) or 0)
+    if not count:
+        return 0, []
+    return count, list(conn.execute(sa.select(found).limit(MAX_DIFFERENCES)).mappings())
+
+
+def _unapplied_rows(
+    conn: sa.Connection,
+    tables: ReadModels,
+    applied: Mapping[int, tuple[int, str]],
+    province: str | None,
+    findings: Findings,
+) -> None:
+    """Rows at positions the projector has not applied (or in partitions it never had)."""
+    for table in (tables.archive, tables.changes, tables.dead_letters, *_lists(tables)):
+        below = [
+            sa.and_(table.c.partition == p, table.c.offset < n) for p, (n, _) in applied.items()
+        ]
+        query = sa.select(table.c.partition, table.c.offset).where(
+            sa.not_(sa.or_(sa.false(), *below))
+        )
+        if province and "province_code" in table.c:
+            query = query.where(table.c.province_code == province)
+        count, rows = _limited(conn, query)
+        findings.counted(
+            count,
+            [
+                {
+                    "kind": "row",
+                    "table": table.name,
+                    "key": position((row["partition"], row["offset"])),
+                    "problem": "the read model has a row at a position the projector has not applied",
+                    "columns": {},
+                    "positions": [position((row["partition"], row["offset"]))],
+                }
+                for row in rows
+            ],
+        )
+
+
+def _lists(tables: ReadModels) -> list[sa.Table]:
+    return [tables.list_table(model) for model in LIST_MODELS]
+
+
+def _figures_against_changes(
+    conn: sa.Connection, tables: ReadModels, province: str | None, findings: Findings
+) -> None:
+    """daily_figures must be the figure changes summed per (day, unit): compared in SQL."""
+    changes, figures = tables.changes, tables.figures
+    attributes = ("province_code", "reported_province")
+    sums = sa.select(
+        changes.c.day,
+        changes.c.unit_code,
+        *(sa.func.min(changes.c[name]).label(name) for name in attributes),
+        # cast: PostgreSQL sums bigints as numeric, which JSON reports cannot hold
+        *(
+            sa.cast(sa.func.sum(changes.c[name]), sa.BigInteger).label(name)
+            for name in STORED_FIGURES
+        ),
+    ).group_by(changes.c.day, changes.c.unit_code)
+    stored = sa.select(figures)
+    if province:
+        sums = sums.where(changes.c.province_code == province)
+        stored = stored.where(figures.c.province_code == province)
+    implied, served = sums.subquery("implied"), stored.subquery("served")
+    same_key = sa.and_(served.c.day == implied.c.day, served.c.unit_code == implied.c.unit_code)
+    differs = sa.or_(
+        *(served.c[name] != implied.c[name] for name in (*attributes, *STORED_FIGURES))
+    )
+    # both ways round, as two LEFT JOINs (SQLite before 3.39 has no FULL JOIN); a row of zeros
+    # that no change implies is what a day whose events were all retracted leaves: no difference
+    lacking = (
+        sa.select(implied.c.day, implied.c.unit_code)
+        .select_from(implied.outerjoin(served, same_key))
+        .where(sa.or_(served.c.day.is_(None), differs))
+    )
+    extra = (
+        sa.select(served.c.day, served.c.unit_code)
+        .select_from(served.outerjoin(implied, same_key))
+        .where(implied.c.day.is_(None), sa.or_(*(served.c[n] != 0 for n in STORED_FIGURES)))
+    )
+    count, rows = _limited(conn, sa.union_all(lacking, extra).subquery().select())
+    shown = []
+    for row in rows:
+        key = (row["day"], row["unit_code"])
+        log_row = (
+            conn.execute(
+                sums.having(sa.and_(changes.c.day == key[0], changes.c.unit_code == key[1]))
+            )
+            .mappings()
+            .first()
+        )
+        served_row = (
+            conn.execute(
+                sa.select(figures).where(figures.c.day == key[0], figures.c.unit_code == key[1])
+            )
+            .mappings()
+            .first()
+        )
+        sources = conn.execute(
+            sa.select(changes.c.partition, changes.c.offset)
+            .where(changes.c.day == key[0], changes.c.unit_code == key[1])
+            .order_by(changes.c.partition, changes.c.offset)
+            .limit(MAX_POSITIONS)
+        ).all()
+        for difference in row_differences(
+            "daily_figures",
+            lambda k: {"day": k[0].isoformat(), "unit_code": k[1]},
+            {key: dict(log_row)} if log_row else {},
+            {key: dict(served_row)} if served_row else {},
+            lambda k: [],
+        ):
+            difference["positions"] = [position((p, o)) for p, o in sources]
+            shown.append(difference)
+    findings.counted(count, shown)
+
+
+def _orphan_list_rows(
+    conn: sa.Connection, tables: ReadModels, province: str | None, findings: Findings
+) -> None:
+    """List rows whose event the archive does not hold at the row's position."""
+    archive = tables.archive
+    for table in _lists(tables):
+        query = (
+            sa.select(table.c.event_id, table.c.partition, table.c.offset)
+            .select_from(
+                table.outerjoin(
+                    archive,
+                    sa.and_(
+                        archive.c.event_id == table.c.event_id,
+                        archive.c.partition == table.c.partition,
+                        archive.c.offset == table.c.offset,
+                    ),
+                )
+            )
+            .where(archive.c.event_id.is_(None))
+        )
+        if province:
+            query = query.where(table.c.province_code == province)
+        count, rows = _limited(conn, query)
+        findings.counted(
+            count,
+            [
+                {
+                    "kind": "row",
+                    "table": table.name,
+                    "key": {"event_id": row["event_id"]},
+                    "problem": "the read model has this row; the log does not imply it",
+                    "columns": {},
+                    "positions": [position((row["partition"], row["offset"]))],
+                }
+                for row in rows
+            ],
+        )
+
+
+def _retraction_count(
+    conn: sa.Connection, tables: ReadModels, retractions: int, province: str | None
+) -> Iterator[Difference]:
+    """Each retraction in the log was checked on its target; rows marked retracted that no
+    retraction in the log explains are found by counting them."""
+    archive = tables.archive
+    query = sa.select(sa.func.count()).where(archive.c.retracted_by.is_not(None))
+    if province:
+        query = query.where(archive.c.province_code == province)
+    marked = int(conn.scalar(query) or 0)
+    if marked != retractions:
+        yield {
+            "kind": "retractions",
+            "table": "event_archive",
+            "problem": "the archive marks a different number of events retracted than the log "
+            "retracts",
+            "served": marked,
+            "log": retractions,
+            "positions": [],
+        }
+
+
+def log_heads(log: LogSource) -> dict[str, Any]:
     """The chain head of every partition of the whole log now, for an auditor to keep."""
     ends = log.end_offsets()
     heads: dict[int, Head] = {}

@@ -22,15 +22,11 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.kafka_consumers import group_member
 from services.kafka_producers import close_producer
 from services.projector.pipeline import ApplyPipeline, without_partitions
-from services.projector.store import (
-    BatchResult,
-    DecodedRecord,
-    LogRecord,
-    ReadModelStore,
-    decode_records,
-)
+from services.projector.store import BatchResult, ReadModelStore
+from shared.projection import Decoded, Record, decode
 
 log = logging.getLogger(__name__)
 
@@ -127,30 +123,22 @@ class Projector:
         self.poll_timeout_ms = poll_timeout_ms
         self.dead_letter_topic = dead_letter_topic
         self.stopping = threading.Event()
-        # partition -> next offset to apply, as of the last batch this process wrote
+        # partition -> next offset to apply, as of the last batch this process wrote or, for a
+        # partition it has written nothing to since it was assigned, as the database said then
         self.applied_up_to: dict[int, int] = {}
         self._progress_logged = time.monotonic()
         self.assignments = NoteAssignments()
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
-            group_id=group_id,
-            client_id="district-ledger-projector",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=max_records,
-            fetch_max_bytes=32 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+        self.consumer = group_member(
+            bootstrap_servers,
+            "district-ledger-projector",
+            group_id,
             session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=session_timeout_ms // 3,
-            # Also how soon a member handed no partitions (see _wait_for_topic) asks again.
-            metadata_max_age_ms=30_000,
-            # kafka-python backs off reconnecting up to 30 s by default: after a broker restart
-            # the projector then sat idle that long (Java's client caps it at 1 s).
-            reconnect_backoff_max_ms=1000,
+            max_poll_records=max_records,
         )
         self.dead_letter_producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers,
             acks="all",
+            enable_idempotence=True,
             client_id="district-ledger-projector-dlq",
             reconnect_backoff_max_ms=1000,
         )
@@ -167,8 +155,8 @@ class Projector:
                         timeout_ms=self.poll_timeout_ms, max_records=self.max_records
                     )
                     resume_abandoned_rejoin(self.consumer)
-                    batch = decode_records(
-                        LogRecord(tp.partition, r.offset, r.value)
+                    batch = decode(
+                        Record(tp.partition, r.offset, r.value)
                         for tp, records in polled.items()
                         for r in records
                     )
@@ -210,7 +198,13 @@ class Projector:
         stored = self.store.stored_offsets()
         current = self.consumer.assignment()
         for tp in assigned & current:
-            self.consumer.seek(tp, stored.get(tp.partition, 0))
+            offset = stored.get(tp.partition, 0)
+            self.consumer.seek(tp, offset)
+            # The lag gauge needs where the partition stands: from the database, not only from
+            # a batch this process applied. Else a partition assigned with nothing new in it
+            # (an earlier owner applied it all, or nothing was ever written to it) had no gauge
+            # at all, which monitoring reads as "no data", not as "no lag".
+            self.applied_up_to[tp.partition] = offset
         log.info(
             "assigned partitions",
             extra={"fields": {"partitions": sorted(tp.partition for tp in current)}},
@@ -235,7 +229,7 @@ class Projector:
         if on_batch:
             on_batch(result)
 
-    def _apply_retrying(self, batch: Sequence[DecodedRecord]) -> BatchResult:
+    def _apply_retrying(self, batch: Sequence[Decoded]) -> BatchResult:
         """Apply a batch, retrying it on errors a retry resolves (the transaction rolled back).
 
         Any other error is a bug and stops the projector; so does one that outlasts the retries

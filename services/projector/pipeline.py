@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from services.projector.store import BatchResult, DecodedRecord
+from services.projector.store import BatchResult
+from shared.projection import Decoded
 
-Apply = Callable[[Sequence[DecodedRecord]], BatchResult]
+Apply = Callable[[Sequence[Decoded]], BatchResult]
 
 
 class ApplyPipeline:
@@ -32,7 +33,7 @@ class ApplyPipeline:
     def busy(self) -> bool:
         return self._in_flight is not None
 
-    def start(self, batch: Sequence[DecodedRecord]) -> None:
+    def start(self, batch: Sequence[Decoded]) -> None:
         """Start applying ``batch``. Call ``wait`` for the previous one first."""
         if self._in_flight is not None:
             raise RuntimeError("a batch is in flight: wait() for it first")
@@ -58,7 +59,7 @@ class ApplyPipeline:
 
 
 def without_partitions(
-    batch: Sequence[DecodedRecord], partitions: Container[int]
-) -> list[DecodedRecord]:
+    batch: Sequence[Decoded], partitions: Container[int]
+) -> list[Decoded]:
     """The batch less the records of ``partitions`` (read before a seek back, so stale)."""
     return [d for d in batch if d.record.partition not in partitions]

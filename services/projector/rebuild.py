@@ -38,15 +38,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from services.kafka_consumers import BULK_FETCH, log_reader
 from services.projector.pipeline import ApplyPipeline, without_partitions
-from services.projector.store import (
-    BatchResult,
-    LogRecord,
-    ReadModelStore,
-    decode_records,
-    take_sqlite_write_lock,
-)
+from services.projector.store import BatchResult, ReadModelStore, take_sqlite_write_lock
 from shared.db.schema import ReadModels, read_model_tables, read_models
+from shared.projection import Record, decode
 
 PREFIX = "rebuild_"
 SHOWN_PER_TABLE = 20
@@ -113,6 +109,7 @@ COMPARED = (
     Compared("offsets", ("topic", "partition"), ignored=("updated_at",)),
     Compared("archive", ("event_id",)),
     Compared("figures", ("day", "unit_code")),
+    Compared("changes", ("partition", "offset")),
     Compared("programs", ("event_id",)),
     Compared("conferences", ("event_id",)),
     Compared("cases", ("event_id",)),
@@ -187,14 +184,12 @@ class Rebuild:
 
     @contextmanager
     def _log(self) -> Iterator[KafkaConsumer]:
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            group_id=None,  # manual assignment: invisible to the live projector's group
-            client_id="district-ledger-rebuild",
-            enable_auto_commit=False,
+        # manual assignment: invisible to the live projector's group
+        consumer = log_reader(
+            self.bootstrap_servers,
+            "district-ledger-rebuild",
+            fetch=BULK_FETCH,
             max_poll_records=self.batch_records,
-            fetch_max_bytes=32 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         try:
             yield consumer
@@ -246,8 +241,8 @@ class Rebuild:
                 polled = consumer.poll(
                     timeout_ms=50 if pipeline.busy else 500, max_records=self.batch_records
                 )
-                batch = decode_records(
-                    LogRecord(tp.partition, r.offset, r.value)
+                batch = decode(
+                    Record(tp.partition, r.offset, r.value)
                     for tp, records in polled.items()
                     for r in records
                     if r.offset < targets[tp.partition]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,19 @@ def database_answers(engine: sa.Engine) -> bool:
     except sa.exc.SQLAlchemyError:
         return False
     return True
+
+
+@contextmanager
+def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A read-only connection whose queries all see one moment of the database.
+
+    PostgreSQL's REPEATABLE READ gives that; SQLite's read transaction (WAL) does already.
+    """
+    options: dict[str, Any] = {}
+    if engine.dialect.name == "postgresql":
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        yield conn
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> sa.Engine:

@@ -87,6 +87,26 @@ ingest_receipts = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Whole-log verifications run as jobs (POST /v1/audit/verifications). ``running`` is 1 for the
+# one job running and NULL otherwise: its unique constraint lets at most one run at a time
+# across every API process.
+verification_jobs = sa.Table(
+    "verification_jobs",
+    metadata,
+    sa.Column("job_id", sa.String(36), primary_key=True),
+    sa.Column("status", sa.String(10), nullable=False),  # running, done, failed
+    sa.Column("running", sa.Integer, nullable=True, unique=True),
+    sa.Column("requested_by", sa.String(16), nullable=False),  # the auditor's token id
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # the running job's heartbeat: a job whose process died stops beating and is taken over
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("records_read", sa.BigInteger, nullable=False, default=0),
+    sa.Column("records_total", sa.BigInteger, nullable=True),
+    sa.Column("report", sa.JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
 
 @dataclass(frozen=True)
 class ReadModels:
@@ -95,6 +115,7 @@ class ReadModels:
     offsets: sa.Table
     archive: sa.Table
     figures: sa.Table
+    changes: sa.Table
     programs: sa.Table
     conferences: sa.Table
     cases: sa.Table
@@ -106,6 +127,7 @@ class ReadModels:
             self.offsets,
             self.archive,
             self.figures,
+            self.changes,
             self.programs,
             self.conferences,
             self.cases,
@@ -187,6 +209,23 @@ def read_model_tables(meta: sa.MetaData, prefix: str = "") -> ReadModels:
             *[sa.Column(name, sa.BigInteger, nullable=False, default=0) for name in STORED_FIGURES],
             sa.Index(f"ix_{p}figures_province_day", "province_code", "day"),
             sa.Index(f"ix_{p}figures_reported_day", "reported_province", "day"),
+        ),
+        # Every change to daily_figures, where and when it entered the log: an event's figures at
+        # its position, a retraction's negative figures at the retraction's. daily_figures is
+        # their sum per (day, unit); the summary as of a moment is the same SQL over the changes
+        # received by then, and verify checks them position by position.
+        changes=sa.Table(
+            f"{p}figure_changes",
+            meta,
+            sa.Column("partition", sa.Integer, primary_key=True),
+            sa.Column("offset", sa.BigInteger, primary_key=True),
+            sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("day", sa.Date, nullable=False),
+            sa.Column("month", sa.Integer, nullable=False),
+            *attributed(),
+            *[sa.Column(name, sa.BigInteger, nullable=False) for name in STORED_FIGURES],
+            sa.Index(f"ix_{p}changes_received", "received_at"),
+            sa.Index(f"ix_{p}changes_day_unit", "day", "unit_code"),
         ),
         programs=sa.Table(
             f"{p}programs",

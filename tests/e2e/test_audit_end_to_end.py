@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -49,6 +50,23 @@ def audit(stack: Stack, token: str, path: str, **params: str) -> httpx.Response:
         headers={"Authorization": f"Bearer {token}"},
         timeout=60,
     )
+
+
+def verification(stack: Stack, token: str) -> dict[str, Any]:
+    """A whole-log verification, as an auditor runs it: start the job, follow it to its end."""
+    headers = {"Authorization": f"Bearer {token}"}
+    started = httpx.post(f"{stack.api_url}/v1/audit/verifications", headers=headers, timeout=30)
+    assert started.status_code == 202, started.text
+    location = started.headers["Location"]
+    deadline = time.monotonic() + 120
+    while True:
+        job = httpx.get(f"{stack.api_url}{location}", headers=headers, timeout=30).json()
+        if job["status"] != "running":
+            assert job["status"] == "done", job
+            assert job["progress"]["records_read"] == job["progress"]["records_total"], job
+            return dict(job["report"])
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
 
 
 def ndjson(response: httpx.Response) -> list[dict[str, Any]]:
@@ -163,7 +181,7 @@ def test_verify_is_consistent_until_a_row_is_changed_by_hand_and_saved_heads_pro
             [conference, make_event("ModelRecognized", HA_TINH_CITY, "2024-05-06")],
         )
         summary(stack, stack.token("dashboard"), receipts)
-        consistent = audit(stack, auditor, "verify")
+        consistent = verification(stack, auditor)
         scoped = audit(stack, auditor, "verify", province="42")
 
         heads_file, tampered_file = tmp_path / "heads.json", tmp_path / "tampered.json"
@@ -185,11 +203,14 @@ def test_verify_is_consistent_until_a_row_is_changed_by_hand_and_saved_heads_pro
                 .values(conferences=7)
             )
         engine.dispose()
-        changed = audit(stack, auditor, "verify")
+        changed = verification(stack, auditor)
+        changed_province = audit(stack, auditor, "verify", province="42").json()
+        elsewhere = audit(stack, auditor, "verify", province="01").json()
 
-    assert consistent.status_code == 200, consistent.text
-    assert consistent.json()["status"] == "consistent"
+    assert consistent["status"] == "consistent"
+    assert [h["offset"] for h in consistent["heads"]] == [receipts[-1]["offset"]]
     assert scoped.json()["status"] == "consistent"
+    assert scoped.json()["checked"]["events"] == 2
     assert exported.returncode == 0, exported.stderr
     assert head["partition"] == receipts[-1]["partition"]
     assert kept.returncode == 0, kept.stdout + kept.stderr
@@ -201,7 +222,9 @@ def test_verify_is_consistent_until_a_row_is_changed_by_hand_and_saved_heads_pro
     assert [json.loads(line)["event_id"] for line in replayed.stdout.splitlines()] == [
         r["event_id"] for r in receipts
     ]
-    report = changed.json()
+    assert changed_province["differences"] == changed["differences"]
+    assert elsewhere["status"] == "consistent"
+    report = changed
     assert report["status"] == "inconsistent"
     [difference] = report["differences"]
     assert difference["table"] == "daily_figures"

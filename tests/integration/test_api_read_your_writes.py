@@ -15,10 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from services.api.read_your_writes import AppliedSignal, wait_until_applied
-from services.projector.store import LogRecord, ReadModelStore
+from services.projector.store import ReadModelStore
 from shared.db.schema import read_models
 from shared.events import parse_event
 from shared.examples import EXAMPLES
+from shared.projection import Record
 from shared.records import encode_event
 
 TOPIC = "events"
@@ -38,10 +39,10 @@ def signal(engine: sa.Engine) -> Iterator[AppliedSignal]:
     listening.close()
 
 
-def record(offset: int) -> LogRecord:
+def record(offset: int) -> Record:
     body = copy.deepcopy(EXAMPLES["ConferenceHeld"])
     body["event_id"] = str(uuid.uuid4())
-    return LogRecord(0, offset, encode_event(parse_event(body), datetime.now(UTC)))
+    return Record(0, offset, encode_event(parse_event(body), datetime.now(UTC)))
 
 
 def test_a_committed_batch_is_signalled_and_wakes_a_waiting_request(

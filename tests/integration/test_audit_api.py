@@ -24,13 +24,13 @@ from services.api.app import create_app
 from services.api.routes import audit as audit_routes
 from services.audit.log import KafkaLog, LogUnavailable, Slice
 from services.audit.replay import Anchor, ReplayFilter, ReplayPlan, plan_replay, replay_lines
-from services.projector.store import LogRecord, ReadModelStore
+from services.projector.store import ReadModelStore
 from services.web.auth import create_token
 from shared.db.engine import make_engine
-from shared.db.schema import read_models
+from shared.db.schema import read_models, verification_jobs
 from shared.events import parse_event
 from shared.examples import EXAMPLES
-from shared.ledger import Record
+from shared.projection import Record
 from shared.records import encode_event, genesis_hash
 from shared.settings import ApiSettings
 from tests.support import free_port
@@ -77,7 +77,7 @@ class Audit:
     def project(self) -> None:
         with KafkaLog(self.bootstrap, self.topic) as log:
             slices = [Slice(p, 0, n) for p, n in log.end_offsets().items()]
-            records = [LogRecord(r.partition, r.offset, r.value) for r in log.read(slices)]
+            records = [Record(r.partition, r.offset, r.value) for r in log.read(slices)]
         ReadModelStore(self.engine, read_models, self.topic).apply(records)
 
 
@@ -95,7 +95,7 @@ def audit(kafka_bootstrap: str, sqlite_url: str, topic: str) -> Iterator[Audit]:
 ENDPOINTS = [
     ("events", {}),
     ("state", {"as_of": "2024-05-01T00:00:00Z"}),
-    ("verify", {}),
+    ("verify", {"province": "42"}),
 ]
 
 
@@ -250,10 +250,60 @@ def test_while_the_log_does_not_answer_the_audit_endpoints_answer_503_without_wa
         for path in (
             "/v1/audit/events?unit=436",
             "/v1/audit/events?district=436",
-            "/v1/audit/state?as_of=2026-01-01T00:00:00Z",
-            "/v1/audit/verify",
+            "/v1/audit/verify?province=42",
         ):
             response = client.get(path, headers=auditor)
             assert response.status_code == 503, (path, response.text)
             assert response.headers["content-type"] == "application/problem+json"
+        started = client.post("/v1/audit/verifications", headers=auditor)
+        assert started.status_code == 503, started.text
+        # the summary as of a moment comes from the read models: Kafka is not needed
+        state = client.get("/v1/audit/state?as_of=2026-01-01T00:00:00Z", headers=auditor)
+        assert state.status_code == 200, state.text
     assert opened == []  # answered from what the API knew, without trying the log again
+
+
+def test_one_verification_runs_at_a_time_and_one_whose_process_died_is_taken_over(
+    audit: Audit,
+) -> None:
+    jobs = verification_jobs
+    headers = {"Authorization": f"Bearer {audit.token('auditor')}"}
+    now = datetime.now(UTC)
+    with audit.engine.begin() as conn:  # a job another API process is running right now
+        conn.execute(
+            jobs.insert().values(
+                job_id=str(uuid.uuid4()),
+                status="running",
+                running=1,
+                requested_by="elsewhere",
+                created_at=now,
+                updated_at=now,
+                records_read=0,
+            )
+        )
+        running = conn.scalar(sa.select(jobs.c.job_id))
+
+    refused = audit.client.post("/v1/audit/verifications", headers=headers)
+    with audit.engine.begin() as conn:  # that process dies: its heartbeat stops
+        conn.execute(jobs.update().values(updated_at=now - timedelta(minutes=5)))
+    abandoned = audit.client.get(f"/v1/audit/verifications/{running}", headers=headers).json()
+    taken_over = audit.client.post("/v1/audit/verifications", headers=headers)
+
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["Location"] == f"/v1/audit/verifications/{running}"
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert (abandoned["status"], abandoned["error"]) == (
+        "failed",
+        "abandoned: the process running it stopped",
+    )
+    assert taken_over.status_code == 202, taken_over.text
+    location = taken_over.headers["Location"]
+    deadline = time.monotonic() + 60
+    while (job := audit.client.get(location, headers=headers).json())["status"] == "running":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert job["status"] == "done", job
+    assert job["report"]["status"] == "consistent"
+    missing = audit.client.get(f"/v1/audit/verifications/{uuid.uuid4()}", headers=headers)
+    assert missing.status_code == 404
+    assert audit.client.get("/v1/audit/verifications/x", headers=headers).status_code == 422

@@ -1,14 +1,15 @@
-"""A fresh fold of a log against what the projector stored from the same log, on each database.
+"""Verify and the summary as of a moment, against what the projector stored, on each database.
 
 The records are built in memory and fed to the projector's own store in batches, as its Kafka
-loop would; Kafka itself is exercised by the API and end-to-end audit tests.
+loop would, and verify reads the same list; Kafka itself is exercised by the API and end-to-end
+audit tests.
 """
 
 from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -17,16 +18,19 @@ import pytest
 import sqlalchemy as sa
 
 from services.api.scopes import resolve_scope
-from services.api.summary import FRAMES, parse_group_by, province_column_name, summary_rows
-from services.audit.verify import read_served
-from services.projector.store import LogRecord, ReadModelStore
+from services.api.summary import FRAMES, Frame, parse_group_by, province_column_name, summary_rows
+from services.audit import verify as verifying
+from services.audit.log import Slice
+from services.projector.store import ReadModelStore
 from services.web.auth import Principal
+from shared import folds
 from shared.db.schema import read_models
 from shared.events import parse_event
 from shared.examples import EXAMPLES
-from shared.ledger import Head, Record, fold_log, summarize
+from shared.folds import STORED_FIGURES, summary_row
+from shared.ledger import FigureKey, Head, fold_log
+from shared.projection import Record
 from shared.records import encode_event
-from shared.verification import check_heads, compare
 
 TOPIC = "audit-ledger-test"
 HA_TINH_CITY, BA_DINH, HOAN_KIEM = "436", "001", "002"  # legacy districts
@@ -53,11 +57,30 @@ def retraction(of: dict[str, Any], occurred: str = "2024-06-01") -> dict[str, An
 
 
 class Log:
-    """An append-only list of records, partitioned by unit like the real topic."""
+    """An append-only list of records, partitioned by unit like the real topic; verify reads
+    it as it reads Kafka."""
 
-    def __init__(self) -> None:
-        self.records: list[Record] = []
+    topic = TOPIC
+
+    def __init__(self, records: Sequence[Record] = ()) -> None:
+        self.records: list[Record] = list(records)
         self.ends: dict[int, int] = {}
+        for record in self.records:
+            self.ends[record.partition] = max(self.ends.get(record.partition, 0), record.offset + 1)
+
+    def end_offsets(self) -> dict[int, int]:
+        return dict(self.ends)
+
+    def read(self, slices: Iterable[Slice]) -> Iterator[Record]:
+        for piece in slices:
+            yield from sorted(
+                (
+                    r
+                    for r in self.records
+                    if r.partition == piece.partition and piece.start <= r.offset < piece.stop
+                ),
+                key=lambda r: r.offset,
+            )
 
     def append_value(self, partition: int, value: bytes | None) -> Record:
         offset = self.ends.get(partition, 0)
@@ -74,7 +97,7 @@ class Log:
 def project(engine: sa.Engine, records: Sequence[Record], batch: int = 3) -> None:
     store = ReadModelStore(engine, read_models, TOPIC)
     for start in range(0, len(records), batch):
-        chunk = [LogRecord(r.partition, r.offset, r.value) for r in records[start : start + batch]]
+        chunk = [Record(r.partition, r.offset, r.value) for r in records[start : start + batch]]
         store.apply(chunk)
 
 
@@ -111,17 +134,31 @@ def history() -> tuple[Log, dict[str, dict[str, Any]]]:
     return log, events
 
 
-def test_a_fresh_fold_of_the_log_agrees_with_what_the_projector_stored(
-    engine: sa.Engine, history: tuple[Log, dict[str, Any]]
+def verify(engine: sa.Engine, records: Sequence[Record], **options: Any) -> dict[str, Any]:
+    return verifying.verify(Log(records), engine, read_models, **options)
+
+
+def test_verify_finds_what_the_projector_stored_consistent_with_a_fresh_fold(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log, events = history
     project(engine, log.records)
+    monkeypatch.setattr(verifying, "CHUNK_RECORDS", 2)  # chunk edges between retractions too
 
+    report = verify(engine, log.records)
+
+    assert (report["status"], report["differences"]) == ("consistent", [])
+    assert report["checked"]["events"] == 12  # nine events, three retractions; no duplicate
     ledger = fold_log(log.records)
-    served = read_served(engine, read_models, TOPIC)
-
-    assert compare(ledger, served) == []
-    assert len(ledger.archive) == 12  # nine events, three retractions; not the duplicate
+    with engine.connect() as conn:
+        stored = {
+            (row.day, row.unit_code): {name: row._mapping[name] for name in STORED_FIGURES}
+            for row in conn.execute(sa.select(read_models.figures))
+        }
+    assert stored == {
+        key: {name: row[name] for name in STORED_FIGURES} for key, row in ledger.figures.items()
+    }
+    assert len(ledger.archive) == 12
     assert set(ledger.dead_letters) == {(1, 4), (1, 5)}  # the poison and the unknown unit
     exceptions = {k for k, row in ledger.archive.items() if row["registry_exception"]}
     assert exceptions == {events["exception"]["event_id"]}
@@ -156,9 +193,9 @@ def test_verify_names_a_daily_figures_row_changed_by_hand(
             .values(conference_attendees=figures.c.conference_attendees + 1)
         )
 
-    differences = compare(fold_log(log.records), read_served(engine, read_models, TOPIC))
+    report = verify(engine, log.records)
 
-    [difference] = differences
+    [difference] = report["differences"]
     assert difference["table"] == "daily_figures"
     assert difference["key"] == {"day": "2024-01-15", "unit_code": HA_TINH_CITY}
     assert difference["columns"] == {"conference_attendees": {"served": 121, "log": 120}}
@@ -180,7 +217,7 @@ def test_verify_names_an_archive_row_whose_stored_bytes_were_rewritten(
             .values(body=str(body).replace("2022", "2021"))
         )
 
-    [difference] = compare(fold_log(log.records), read_served(engine, read_models, TOPIC))
+    [difference] = verify(engine, log.records)["differences"]
 
     assert difference["table"] == "event_archive"
     assert difference["key"] == {"event_id": program_id}
@@ -201,39 +238,99 @@ def test_verify_names_the_position_whose_bytes_differ_in_a_copy_of_the_log(
     ]
     assert rewritten != log.records
 
-    differences = compare(fold_log(rewritten), read_served(engine, read_models, TOPIC))
+    differences = verify(engine, rewritten)["differences"]
 
     chain = [d for d in differences if d["kind"] == "chain"]
     assert [(d["partition"], d["offset"]) for d in chain] == [(1, 3)]
     head = next(d for d in differences if d["kind"] == "chain_head")
     assert head["partition"] == 1
     rows = {d["table"] for d in differences if d["kind"] == "row"}
-    assert rows == {"event_archive", "daily_figures", "conferences"}
+    assert rows == {"event_archive", "figure_changes", "conferences"}
+
+
+def test_verify_counts_an_event_marked_retracted_that_no_retraction_takes_back(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]]
+) -> None:
+    log, events = history
+    project(engine, log.records)
+    archive = read_models.archive
+    with engine.begin() as conn:
+        conn.execute(
+            archive.update()
+            .where(archive.c.event_id == events["tips"]["event_id"])
+            .values(retracted_by=events["program"]["event_id"])
+        )
+
+    [difference] = verify(engine, log.records)["differences"]
+
+    assert (difference["kind"], difference["served"], difference["log"]) == ("retractions", 3, 2)
+
+
+def test_a_fold_that_raises_is_parked_by_the_projector_and_reported_the_same_by_verify(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, events = history
+    broken = events["outreach"]["event_id"]
+    fold_outreach = folds.FIGURE_FOLDS[folds.ev.OutreachSessionHeld]
+
+    def bug(event: Any) -> dict[str, int]:
+        if str(event.event_id) == broken:
+            raise ZeroDivisionError("a bug in this build")
+        return fold_outreach(event)
+
+    monkeypatch.setitem(folds.FIGURE_FOLDS, folds.ev.OutreachSessionHeld, bug)  # type: ignore[misc]
+    project(engine, log.records)
+    with engine.connect() as conn:
+        parked = dict(
+            conn.execute(
+                sa.select(
+                    read_models.dead_letters.c.offset, read_models.dead_letters.c.reason
+                ).where(read_models.dead_letters.c.partition == 1)
+            ).all()
+        )
+
+    report = verify(engine, log.records)
+
+    assert parked[0] == "fold failed: ZeroDivisionError: a bug in this build"
+    assert (report["status"], report["differences"]) == ("consistent", [])
+    monkeypatch.setitem(folds.FIGURE_FOLDS, folds.ev.OutreachSessionHeld, fold_outreach)  # type: ignore[misc]
+    fixed = verify(engine, log.records)  # a fixed build counts it: the parked event shows
+    assert {
+        (d["table"], d["problem"][:20]) for d in fixed["differences"] if d["kind"] == "row"
+    } >= {
+        ("dead_letters", "the read model has t"),
+        ("event_archive", "the log implies this"),
+    }
 
 
 def test_saved_heads_hold_for_the_same_log_and_name_the_head_a_rewrite_breaks(
-    history: tuple[Log, dict[str, Any]],
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]]
 ) -> None:
     log, _ = history
-    saved = [Head.from_json(h.as_json()) for h in fold_log(log.records).heads.values()]
+    project(engine, log.records)
+    saved = [Head.from_json(h) for h in verify(engine, log.records)["heads"]]
     first = log.records[0]
     rewritten = [replace(first, value=first.value + b" "), *log.records[1:]]  # type: ignore[operator]
 
-    assert check_heads(fold_log(log.records), saved) == []
-    [difference] = check_heads(fold_log(rewritten), saved)
-    assert (difference["partition"], difference["kind"]) == (0, "saved_head")
-    assert difference["offset"] == log.ends[0] - 1
+    assert verify(engine, log.records, saved_heads=saved)["status"] == "consistent"
+    found = verify(engine, rewritten, saved_heads=saved)["differences"]
+    [difference] = [d for d in found if d["kind"] == "saved_head"]
+    assert (difference["partition"], difference["offset"]) == (0, log.ends[0] - 1)
 
 
 def test_saved_heads_past_the_end_of_a_truncated_log_are_reported(
-    history: tuple[Log, dict[str, Any]],
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]]
 ) -> None:
     log, _ = history
-    saved = list(fold_log(log.records).heads.values())
-    truncated = [r for r in log.records if not (r.partition == 1 and r.offset == log.ends[1] - 1)]
+    extra = log.append_value(1, b"appended after the projector stopped")  # read, not folded
+    project(engine, [r for r in log.records if r is not extra])
+    saved = verifying.saved_heads(verifying.log_heads(log))  # the whole log's heads
+    assert saved[1].offset == extra.offset
+    truncated = [r for r in log.records if r is not extra]
 
-    [difference] = check_heads(fold_log(truncated), saved)
+    [difference] = verify(engine, truncated, saved_heads=saved)["differences"]
 
+    assert difference["kind"] == "saved_head"
     assert difference["problem"] == "the log no longer reaches this position"
 
 
@@ -276,14 +373,14 @@ DATES_ONLY: list[dict[str, Any]] = [f for f in FILTERS if not {"province", "unit
 
 
 @pytest.mark.parametrize("group_by", GROUPINGS)
-def test_the_summary_folded_in_memory_equals_the_sql_summary(
+def test_the_summary_over_the_figure_changes_equals_the_summary_over_daily_figures(
     engine: sa.Engine, history: tuple[Log, dict[str, Any]], group_by: str
 ) -> None:
     log, _ = history
     project(engine, log.records)
-    ledger = fold_log(log.records)
     dims = parse_group_by(group_by)
     readers = [(AUDITOR, f) for f in FILTERS] + [(p, f) for p in LIMITED for f in DATES_ONLY]
+    answered = 0
 
     with engine.connect() as conn:
         for frame in FRAMES:
@@ -298,14 +395,67 @@ def test_the_summary_folded_in_memory_equals_the_sql_summary(
                     group_by=dims,
                     **dates,
                 )
-                folded = summarize(
-                    ledger.figures,
-                    province_column=province_column_name(frame),
-                    keep=scope.admits,
+                as_of_now = summary_rows(
+                    conn,
+                    read_models,
+                    frame=frame,
+                    where=scope.conditions(read_models.changes),
                     group_by=dims,
+                    received_until=datetime(2100, 1, 1, tzinfo=UTC),
                     **dates,
                 )
-                assert folded == served, (frame, principal.token_id, asked)
+                assert as_of_now == served, (frame, principal.token_id, asked)
+                answered += bool(served)
+    assert answered > len(readers)  # most questions have figures to compare
+
+
+def by_unit_and_month(
+    figures: dict[FigureKey, dict[str, Any]], frame: Frame
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The oracle: fold figures grouped as ``group_by=unit,month`` groups them."""
+    sums: dict[tuple[str, str, str], dict[str, int]] = {}
+    for (day, unit), row in figures.items():
+        key = (row[province_column_name(frame)], unit, f"{day.year}-{day.month:02d}")
+        group = sums.setdefault(key, dict.fromkeys(STORED_FIGURES, 0))
+        for name in STORED_FIGURES:
+            group[name] += row[name]
+    return {key: summary_row(total) for key, total in sums.items() if any(total.values())}
+
+
+def test_the_summary_as_of_every_moment_equals_a_pure_fold_of_the_log_up_to_it(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]]
+) -> None:
+    log, _ = history
+    project(engine, log.records)
+    ledger = fold_log(log.records)
+    moments = [T0 + timedelta(minutes=m, seconds=s) for m in range(-1, 43) for s in (0, 30)]
+
+    with engine.connect() as conn:
+        for moment in moments:
+            for frame in FRAMES:
+                rows = summary_rows(
+                    conn,
+                    read_models,
+                    frame=frame,
+                    group_by=["unit", "month"],
+                    received_until=moment,
+                )
+                served = {
+                    (r["province_code"], r["unit_code"], r["period"]): {
+                        k: v for k, v in r.items() if k in folds.SUMMARY_FIGURES
+                    }
+                    for r in rows
+                }
+                expected = by_unit_and_month(ledger.figures_received_until(moment), frame)
+                assert served == expected, (moment, frame)
+    cases_then = by_unit_and_month(
+        ledger.figures_received_until(T0 + timedelta(minutes=25)), "current"
+    )
+    cases_now = by_unit_and_month(
+        ledger.figures_received_until(T0 + timedelta(minutes=45)), "current"
+    )
+    assert sum(g["cases_resolved"] for g in cases_then.values()) == 1  # before its retraction
+    assert sum(g["cases_resolved"] for g in cases_now.values()) == 0
 
 
 def test_the_sql_summary_names_each_unit_and_puts_it_in_the_province_of_the_frame(
@@ -348,17 +498,3 @@ def test_the_sql_summary_names_each_unit_and_puts_it_in_the_province_of_the_fram
         ("legacy:42", old_ha_tinh, HA_TINH_CITY, "Thành phố Hà Tĩnh", "district", "legacy"),
     ]
     assert totals["current"] == totals["as_reported"]  # the frames only regroup the figures
-
-
-def test_the_summary_as_of_a_moment_leaves_out_what_was_received_later(
-    history: tuple[Log, dict[str, Any]],
-) -> None:
-    log, _ = history
-    before_retractions = T0 + timedelta(minutes=25)
-
-    [now] = summarize(fold_log(log.records).figures)
-    [then] = summarize(fold_log(log.records, received_until=before_retractions).figures)
-
-    assert (then["cases_resolved"], now["cases_resolved"]) == (1, 0)
-    assert (then["procedure_reductions"], now["procedure_reductions"]) == (1, 0)
-    assert then["conferences"] == now["conferences"] == 2

@@ -98,7 +98,7 @@ def test_an_old_database_migrated_keeps_its_tokens_and_equals_a_rebuild_of_its_l
     with scratch.connect() as source, engine.begin() as target:
         for table in read_models.all:
             rows = [dict(r) for r in source.execute(sa.select(table)).mappings()]
-            if rows:
+            if rows and table.name in old.tables:  # figure_changes came later: 0005 fills it
                 target.execute(
                     old.tables[table.name].insert(), [old_rows(table.name, r) for r in rows]
                 )

@@ -21,12 +21,13 @@ from prometheus_client import REGISTRY
 
 from services.projector.consumer import Projector
 from services.projector.rebuild import Rebuild
-from services.projector.store import LogRecord, ReadModelStore
+from services.projector.store import ReadModelStore
 from shared import events as ev
 from shared import folds
 from shared.db.schema import read_models
 from shared.events import parse_event
 from shared.examples import EXAMPLES
+from shared.projection import Record
 from shared.records import encode_event
 
 HA_TINH_CITY = "436"
@@ -66,17 +67,17 @@ def produce_keyed(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) 
         producer.close()
 
 
-def log_of(bootstrap: str, topic: str) -> list[LogRecord]:
+def log_of(bootstrap: str, topic: str) -> list[Record]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
         consumer.seek_to_beginning()
         ends = consumer.end_offsets(tps)
-        records: list[LogRecord] = []
+        records: list[Record] = []
         while any(consumer.position(tp) < end for tp, end in ends.items()):
             for tp, batch in consumer.poll(timeout_ms=500).items():
-                records += [LogRecord(tp.partition, r.offset, r.value) for r in batch]
+                records += [Record(tp.partition, r.offset, r.value) for r in batch]
         return records
     finally:
         consumer.close()
@@ -134,8 +135,8 @@ def test_a_batch_read_again_after_it_was_applied_changes_nothing(
     store: ReadModelStore, engine: sa.Engine
 ) -> None:
     batch = [
-        LogRecord(0, 0, encoded(event("ConferenceHeld", attendees=40))),
-        LogRecord(0, 1, encoded(event("ConferenceHeld", attendees=60))),
+        Record(0, 0, encoded(event("ConferenceHeld", attendees=40))),
+        Record(0, 1, encoded(event("ConferenceHeld", attendees=60))),
     ]
     first = store.apply(batch)
     again = store.apply(batch)
@@ -148,9 +149,9 @@ def test_a_batch_read_again_after_it_was_applied_changes_nothing(
 def test_a_batch_that_starts_past_the_stored_offset_is_refused_and_the_consumer_told_to_rewind(
     store: ReadModelStore, engine: sa.Engine
 ) -> None:
-    store.apply([LogRecord(1, 0, encoded(event("ConferenceHeld")))])
+    store.apply([Record(1, 0, encoded(event("ConferenceHeld")))])
 
-    result = store.apply([LogRecord(1, 5, encoded(event("ConferenceHeld")))])
+    result = store.apply([Record(1, 5, encoded(event("ConferenceHeld")))])
 
     assert result.rewind == {1: 1}
     assert result.applied == 0
@@ -161,15 +162,15 @@ def test_a_resent_event_and_a_retraction_in_one_batch_leave_the_event_counted_on
     store: ReadModelStore, engine: sa.Engine
 ) -> None:
     conference = event("ConferenceHeld", attendees=25)
-    store.apply([LogRecord(0, 0, encoded(conference)), LogRecord(0, 1, encoded(conference))])
+    store.apply([Record(0, 0, encoded(conference)), Record(0, 1, encoded(conference))])
     assert figures_of(engine) == {"conferences": 1, "conference_attendees": 25}
 
     taken_back = retraction(conference)
     result = store.apply(
         [
-            LogRecord(0, 2, encoded(taken_back)),
-            LogRecord(0, 3, encoded(retraction(conference))),  # already retracted: recorded
-            LogRecord(0, 4, encoded(event("EventRetracted", retracted_event_id=str(uuid.uuid4())))),
+            Record(0, 2, encoded(taken_back)),
+            Record(0, 3, encoded(retraction(conference))),  # already retracted: recorded
+            Record(0, 4, encoded(event("EventRetracted", retracted_event_id=str(uuid.uuid4())))),
         ]
     )
 
@@ -193,9 +194,9 @@ def test_a_retraction_of_another_districts_event_is_unknown_even_when_that_event
     # The two districts' events sit in different partitions, applied in whatever order the
     # projector, a rebuild or a verify happens to read them: the outcome must not depend on it.
     elsewhere = event("ConferenceHeld", "437", attendees=9)
-    store.apply([LogRecord(0, 0, encoded(elsewhere))])
+    store.apply([Record(0, 0, encoded(elsewhere))])
 
-    store.apply([LogRecord(1, 0, encoded(retraction(elsewhere) | {"unit_code": "436"}))])
+    store.apply([Record(1, 0, encoded(retraction(elsewhere) | {"unit_code": "436"}))])
 
     archive = read_models.archive
     with engine.connect() as conn:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from services.api.deps import (
+    PROVINCE_PATTERN,
     Api,
     ApiDep,
     DistrictQuery,
@@ -31,15 +32,22 @@ from services.api.deps import (
 )
 from services.api.routes.summary import SummaryRow
 from services.api.scopes import resolve_scope
-from services.api.summary import province_column_name
+from services.api.summary import summary_rows
 from services.api.tabular import Tabular, respond
-from services.audit.log import TIMESTAMP_SLACK, KafkaLog, LogUnavailable, Slice, parse_instant
+from services.audit import jobs
+from services.audit.log import TIMESTAMP_SLACK, KafkaLog, LogUnavailable, parse_instant
 from services.audit.replay import ReplayFilter, plan_replay, replay_lines
-from services.audit.verify import ProjectorBusy, verify
+from services.audit.verify import verify
+from services.projector.store import applied_offsets
 from services.web.auth import Principal, require_role
-from services.web.problems import RETRY_AFTER_SECONDS, Problem, invalid_parameter
+from services.web.problems import (
+    RETRY_AFTER_SECONDS,
+    Problem,
+    invalid_parameter,
+    problem_responses,
+)
+from shared.db.engine import snapshot
 from shared.events import EVENT_TYPES
-from shared.ledger import fold_log, summarize
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -50,6 +58,7 @@ def require_auditor(principal: PrincipalDep) -> Principal:
 
 
 Auditor = Annotated[Principal, Depends(require_auditor)]
+UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # A date, or a datetime to the minute, second or microsecond, with an offset or without (then
 # Vietnam time): the ISO 8601 forms parse_instant reads, and only those. A value of this shape
 # can still be no day (2025-02-30): a 422 too.
@@ -187,7 +196,8 @@ def audit_events(
 class AuditState(BaseModel):
     as_of: datetime
     rows: list[SummaryRow]
-    # per partition, how far the log was read (records after it were received later)
+    # per partition, the offset the read models had applied up to: the answer holds every
+    # record before it that was received by ``as_of``
     read_through: dict[str, int]
 
 
@@ -220,34 +230,30 @@ def audit_state(
 ) -> Any:
     """The summary (same rows as ``/v1/summary``) as it stood at ``as_of``.
 
-    Computed by folding every event received by then with the projector's own fold code; the
-    figures are those a summary served at that moment showed once the projector had caught up.
+    The summary's own SQL over the figure changes received by then (each event's figures, and
+    each retraction's negative ones, at the time they entered the log): what a fold of the log
+    up to ``as_of`` gives, once the projector has applied it (``read_through``).
     """
     when = instant("as_of", as_of, end_of_day=True)
     dims = group_by_dimensions(group_by)
     check_range(from_, to)
     scope = resolve_scope(auditor, province, unit, district)
-    try:
-        with open_log(api) as log:
-            partitions = log.partitions()
-            stops = log.offsets_at(when + TIMESTAMP_SLACK, partitions)
-            ledger = fold_log(
-                log.read(Slice(p, 0, stops[p]) for p in partitions), received_until=when
-            )
-    except LogUnavailable as exc:
-        raise unavailable(exc) from None
-    rows = summarize(
-        ledger.figures,
-        province_column=province_column_name(frame),
-        keep=scope.admits,
-        date_from=from_,
-        date_to=to,
-        group_by=dims,
-    )
+    with snapshot(api.engine) as conn:
+        rows = summary_rows(
+            conn,
+            api.tables,
+            frame=frame,
+            where=scope.conditions(api.tables.changes),
+            date_from=from_,
+            date_to=to,
+            group_by=dims,
+            received_until=when,
+        )
+        applied = applied_offsets(conn, api.tables, api.settings.events_topic)
     body = AuditState(
         as_of=when,
         rows=[SummaryRow(**r) for r in rows],
-        read_through={str(p): n for p, n in sorted(stops.items())},
+        read_through={str(p): n for p, (n, _) in sorted(applied.items())},
     )
     return respond(tabular, body, "state")
 
@@ -256,20 +262,86 @@ def audit_state(
 def audit_verify(
     api: ApiDep,
     auditor: Auditor,
-    province: ProvinceQuery = None,
+    province: Annotated[
+        str,
+        Query(
+            pattern=PROVINCE_PATTERN,
+            examples=["42"],
+            description="Today's province whose rows to compare. The whole log is a job: "
+            "POST /v1/audit/verifications",
+        ),
+    ],
 ) -> dict[str, Any]:
-    """Fold the log afresh and compare with the served read models and the stored hash chain.
+    """Compare one province's read models with the log, as the projector would fold it.
 
-    ``{"status": "consistent", ...}``, or ``"inconsistent"`` with every difference: the table
+    ``{"status": "consistent", ...}``, or ``"inconsistent"`` with the differences: the table
     and row (or partition and offset), both values, and the log positions of the events behind
     it. The log is read up to the offsets the projector has applied, so lag is not a difference.
     """
-    if province is not None:
-        province = resolve_scope(auditor, province, None).province
+    scoped = resolve_scope(auditor, province, None).province
     try:
         with open_log(api) as log:
-            return verify(log, api.engine, api.tables, province=province)
+            return verify(log, api.engine, api.tables, province=scoped)
     except LogUnavailable as exc:
         raise unavailable(exc) from None
-    except ProjectorBusy as exc:
-        raise Problem(503, "Service Unavailable", str(exc), headers={"Retry-After": "1"}) from None
+
+
+class Verification(BaseModel):
+    job_id: str
+    status: Literal["running", "done", "failed"]
+    created_at: datetime
+    finished_at: datetime | None = None
+    progress: dict[str, int | None]
+    report: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@router.post(
+    "/verifications",
+    status_code=202,
+    response_model=Verification,
+    response_model_exclude_none=True,
+    responses={
+        202: {"headers": {"Location": {"description": "The job", "schema": {"type": "string"}}}},
+        **problem_responses(
+            401, 403, 409, 503, descriptions={409: "A verification is running: Location names it"}
+        ),
+    },
+)
+def start_verification(api: ApiDep, auditor: Auditor, response: Response) -> Any:
+    """Verify the whole log, as a job: 202 with its location; ``GET`` it for the status, the
+    progress (records read of records to read) and, once done, the report with the chain heads.
+    One runs at a time: while one runs, 409 names it."""
+    try:
+        open_log(api).close()  # a 503 now if the log does not answer, not a failed job later
+    except LogUnavailable as exc:
+        raise unavailable(exc) from None
+    try:
+        job_id = jobs.start(api.engine, api.tables, lambda: open_log(api), auditor.token_id)
+    except jobs.AlreadyRunning as exc:
+        raise Problem(
+            409,
+            "Conflict",
+            f"a verification is running: /v1/audit/verifications/{exc.job_id}",
+            headers={"Location": f"/v1/audit/verifications/{exc.job_id}"},
+        ) from None
+    response.headers["Location"] = f"/v1/audit/verifications/{job_id}"
+    return jobs.status(api.engine, job_id)
+
+
+@router.get(
+    "/verifications/{job_id}",
+    response_model=Verification,
+    response_model_exclude_none=True,
+    responses=problem_responses(401, 403, 404, 422, descriptions={404: "No such verification"}),
+)
+def verification(
+    api: ApiDep,
+    auditor: Auditor,
+    job_id: Annotated[str, Path(pattern=UUID_PATTERN, description="The job's id")],
+) -> Any:
+    """A verification job: running (with its progress), done (with its report) or failed."""
+    found = jobs.status(api.engine, job_id)
+    if found is None:
+        raise Problem(404, "Not Found", f"no verification {job_id}")
+    return found
