@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -12,12 +11,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from services.api.deps import Api, ApiDep, LogPositions, keep_fresh
+from services.api.deps import Api, ApiDep
+from services.api.freshness import FreshnessKeeper, LogPositions
 from services.api.read_your_writes import AppliedSignal
 from services.api.routes import audit, dashboard, lists, me, registry, summary
 from services.web import NO_OPENTELEMETRY, problems
 from services.web.auth import Authenticator
 from shared.db.engine import database_answers, make_engine
+from shared.db.schema import read_models
 from shared.logs import configure_logging
 from shared.runtime import tune_garbage_collector
 from shared.settings import ApiSettings, get_api_settings
@@ -34,19 +35,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         config = settings or get_api_settings()
         configure_logging(config.log_level, service="api")
         engine = make_engine(config.database_url)
-        # Asked by the freshness thread every 0.1 s; no request waits on it.
-        positions = LogPositions(config.kafka_bootstrap_servers, config.events_topic, max_age=0.05)
+        positions = LogPositions(config.kafka_bootstrap_servers, config.events_topic)
+        fresh = FreshnessKeeper(
+            engine, read_models, config.events_topic, positions, config.freshness_budget_seconds
+        )
         authenticator = Authenticator(engine, config.token_cache_seconds)
         applied = AppliedSignal(engine) if engine.dialect.name == "postgresql" else None
-        api = Api(config, engine, positions, authenticator, applied=applied)
-        app.state.api = api
+        app.state.api = Api(config, engine, positions, authenticator, fresh, applied=applied)
         tune_garbage_collector()
-        stop = threading.Event()
-        refresher = keep_fresh(api, stop)
+        fresh.start()
         yield
-        stop.set()
-        refresher.join(timeout=10)
-        positions.close()
+        fresh.close()
         if applied is not None:
             applied.close()
         engine.dispose()

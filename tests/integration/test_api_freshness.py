@@ -8,13 +8,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from kafka import KafkaProducer
 
-from services.api.deps import LogPositions
+from services.api.freshness import FreshnessKeeper, LogPositions
+from shared.db.engine import make_engine
+from shared.db.schema import read_models
 from shared.examples import EXAMPLES
 from tests.support import free_port, running_stack, until_projected
 
@@ -78,37 +79,35 @@ def test_the_lag_is_how_long_the_oldest_unapplied_record_has_waited_and_parked_o
         api.close()
 
 
-def test_while_the_broker_does_not_answer_the_log_positions_are_unknown_without_waiting_again(
-    monkeypatch: pytest.MonkeyPatch,
+def test_while_the_broker_does_not_answer_requests_show_the_lag_unknown_without_asking_it(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A real address nobody listens on: every question to it fails as a stopped broker's would.
-    positions = LogPositions(f"127.0.0.1:{free_port()}", "events", retry_after=0.5)
-    questions = 0
-    connect = positions._client
+    positions = LogPositions(f"127.0.0.1:{free_port()}", "events")
+    askers: list[str] = []
+    ask = positions.end_offsets
 
-    def counted() -> Any:
-        nonlocal questions
-        questions += 1
-        return connect()
+    def counted() -> dict[int, int] | None:
+        askers.append(threading.current_thread().name)
+        return ask()
 
-    monkeypatch.setattr(positions, "_client", counted)
-
-    assert positions.end_offsets() is None
-    assert questions == 1
-    # Within retry_after the log is not asked again: summaries and lists answered 4-6 s late
-    # while the broker was down, each waiting for its own question to time out.
-    assert positions.end_offsets() is None
-    assert positions.appended_at_ms(0, 0) is None
-    assert questions == 1
-
-    # Nor does a caller queue behind another caller's question for long.
-    answers: list[dict[int, int] | None] = []
-    with positions._lock:  # someone is asking the log
-        behind = threading.Thread(target=lambda: answers.append(positions.end_offsets()))
-        behind.start()
-        behind.join(timeout=10)
-    assert not behind.is_alive() and answers == [None]
-
-    time.sleep(0.6)  # past retry_after: the log is asked again
-    assert positions.end_offsets() is None
-    assert questions == 2
+    monkeypatch.setattr(positions, "end_offsets", counted)
+    engine = make_engine(sqlite_url)
+    keeper = FreshnessKeeper(engine, read_models, "events", positions, budget=0.2)
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not positions.unreachable:  # the log thread's first question fails
+            assert time.monotonic() < deadline, "the freshness thread never asked the log"
+            time.sleep(0.05)
+        # Summaries and lists answered 4-6 s late while the broker was down, each waiting for
+        # its own question to time out: now only the freshness thread asks the log, and a
+        # request shows what the database says with the lag unknown.
+        for recent in (True, False):
+            shown = keeper.reading(recent=recent)
+            assert (shown.log_end_offsets, shown.records_behind, shown.lag_ms) == (None,) * 3
+            assert shown.applied_offsets == {}
+        assert askers and set(askers) == {"freshness-log"}
+    finally:
+        keeper.close()
+        engine.dispose()

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.api.app import create_app as create_api
-from services.api.deps import GROUP_BY_PATTERN, RECEIPTS_PATTERN, UNIT_PATTERN
+from services.api.params import GROUP_BY_PATTERN, RECEIPTS_PATTERN, UNIT_PATTERN
 from services.api.read_your_writes import parse_after
 from services.api.routes.audit import INSTANT_PATTERN, instant
 from services.api.summary import parse_group_by

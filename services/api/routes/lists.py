@@ -12,28 +12,25 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from services.api.deps import (
-    AfterQuery,
-    Api,
-    ApiDep,
-    Day,
-    DistrictQuery,
-    FrameQuery,
-    Freshness,
-    FromQuery,
-    PrincipalDep,
-    ProvinceQuery,
-    ToQuery,
-    UnitQuery,
-    check_range,
-    freshness,
-    responses,
-)
+from services.api.deps import Api, ApiDep, PrincipalDep
+from services.api.freshness import Freshness
 from services.api.lists import (
     decode_cursor,
     encode_cursor,
     filters_fingerprint,
     read_page,
+)
+from services.api.params import (
+    AfterQuery,
+    Day,
+    DistrictQuery,
+    FrameQuery,
+    FromQuery,
+    ProvinceQuery,
+    ToQuery,
+    UnitQuery,
+    check_range,
+    responses,
 )
 from services.api.read_your_writes import parse_after, wait_until_applied
 from services.api.scopes import resolve_scope
@@ -165,7 +162,7 @@ def _page(
         api.applied,
     )
     conditions = [*where, *scope.conditions(table)]
-    fresh = freshness(api, recent=not wanted)
+    fresh = api.freshness.reading(recent=not wanted)
     with api.engine.connect() as conn:
         rows, last = read_page(conn, table, day_column, conditions, position, limit)
     next_cursor = None if last is None else encode_cursor(last, fingerprint)

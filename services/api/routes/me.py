@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from services.api.deps import PrincipalDep, responses
+from services.api.deps import PrincipalDep
+from services.api.params import responses
 from services.web.auth import Role
 
 router = APIRouter(prefix="/v1", tags=["registry"])

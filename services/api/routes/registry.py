@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from services.api.deps import ApiDep, Day, PrincipalDep, ProvinceQuery, responses
+from services.api.deps import ApiDep, PrincipalDep
+from services.api.params import Day, ProvinceQuery, responses
 from services.api.tabular import Tabular, respond
 from services.web.problems import invalid_parameter
 from shared import registry

@@ -10,21 +10,18 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from services.api.deps import (
+from services.api.deps import Api, ApiDep, PrincipalDep
+from services.api.freshness import Freshness
+from services.api.params import (
     AfterQuery,
-    Api,
-    ApiDep,
     DistrictQuery,
     FrameQuery,
-    Freshness,
     FromQuery,
     GroupByQuery,
-    PrincipalDep,
     ProvinceQuery,
     ToQuery,
     UnitQuery,
     check_range,
-    freshness_on_loop,
     group_by_dimensions,
     responses,
 )
@@ -151,7 +148,7 @@ async def _summary_at_freshness(
     recent: bool,
 ) -> tuple[list[SummaryRow], bytes, Freshness]:
     """The rows (and their JSON) at the projection position the freshness read, with it."""
-    fresh = await freshness_on_loop(api, recent=recent)
+    fresh = await api.freshness.reading_on_loop(recent=recent)
 
     def compute() -> tuple[list[SummaryRow], bytes, Freshness]:
         with api.engine.connect() as conn:
