@@ -73,19 +73,50 @@ def serve(
 
 @app.command()
 def migrate(revision: Annotated[str, typer.Argument(help="Alembic revision")] = "head") -> None:
-    """Bring the database schema up to date (Alembic), then make sure the Kafka topics exist."""
-    from services.topics import ensure_topics
+    """Bring the database schema up to date (Alembic), then make sure the Kafka topics exist
+    and are as the settings say (partitions, replication, kept forever).
+
+    An existing topic that is weaker than the settings ask (fewer partitions or copies, a lower
+    min.insync.replicas, a retention, compaction, unclean leader election) makes it exit 1, so
+    that deployments which run it before the services (docker-compose's `migrate`) do not start
+    them on a log that can lose events; Kafka does not let it fix all of that itself. What is
+    only stronger than asked, or concerns the dead-letter copy, is a warning.
+    """
+    from services.topics import TopicSetupError, ensure_topics
     from shared.db.engine import migrate as run_migrations
 
     settings = get_projector_settings()
     run_migrations(settings.database_url, revision)
     console.print(f"database migrated to {revision}")
-    ensure_topics(
-        settings.kafka_bootstrap_servers,
-        settings.events_topic,
-        settings.events_topic_partitions,
-        settings.dead_letter_topic,
+    try:
+        report = ensure_topics(
+            settings.kafka_bootstrap_servers,
+            settings.events_topic,
+            settings.events_topic_partitions,
+            settings.dead_letter_topic,
+            replication_factor=settings.events_topic_replication_factor,
+            min_insync_replicas=settings.events_topic_min_insync_replicas,
+        )
+    except TopicSetupError as exc:
+        console.print(f"ERROR: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+    replication = (
+        f"replication factor {settings.events_topic_replication_factor},"
+        f" min.insync.replicas {settings.events_topic_min_insync_replicas}"
     )
+    for name in report.created:
+        console.print(
+            f"created topic {name} ({replication})", markup=False, highlight=False, soft_wrap=True
+        )
+    for finding in report.findings:
+        console.print(str(finding), markup=False, highlight=False, soft_wrap=True)
+    if report.fatal:
+        console.print(
+            f"topics do not match the settings: {len(report.fatal)} error(s) above",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
     console.print(f"topics ready: {settings.events_topic}, {settings.dead_letter_topic}")
 
 

@@ -20,6 +20,14 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     events_topic: str = "district-ledger.events"
     events_topic_partitions: int = Field(default=6, ge=1)
+    # Copies of each partition of the events topic (and of its dead-letter topic), and how many
+    # of them must hold a record before ingest's acks=all is answered. 1 and 1 suit the local
+    # single broker; a cluster wants 3 and 2, so that one lost broker loses nothing (two copies
+    # of every accepted event) and stops nothing (two in-sync replicas are still there).
+    events_topic_replication_factor: int = Field(default=1, ge=1)
+    events_topic_min_insync_replicas: int = Field(default=1, ge=1)
+    # Production refuses fewer than 3 copies or fewer than 2 in sync; this says "I know".
+    allow_low_replication: bool = False
     database_url: str = "sqlite:///./var/ledger.db"
     log_level: str = "INFO"
     # How long a service remembers a token it verified; a revocation takes effect within it.
@@ -30,6 +38,29 @@ class CommonSettings(BaseSettings):
         # SQLite is the one-machine default; a deployment must say where its database is.
         if self.environment == "production" and self.database_url.startswith("sqlite"):
             raise ValueError("DATABASE_URL must name a server database in production")
+        return self
+
+    @model_validator(mode="after")
+    def _events_topic_replicated(self) -> CommonSettings:
+        rf, isr = self.events_topic_replication_factor, self.events_topic_min_insync_replicas
+        if isr > rf:  # acks=all could never be satisfied: every append would fail
+            raise ValueError(
+                f"EVENTS_TOPIC_MIN_INSYNC_REPLICAS ({isr}) cannot exceed"
+                f" EVENTS_TOPIC_REPLICATION_FACTOR ({rf})"
+            )
+        # The events topic is the system of record: in production a lost broker must lose no
+        # accepted event, so every acknowledged write is on at least two of at least 3 copies
+        # (min.insync.replicas 1 would let acks=all be answered by a single copy).
+        if (
+            self.environment == "production"
+            and not self.allow_low_replication
+            and (rf < 3 or isr < 2)
+        ):
+            raise ValueError(
+                "in production the events topic needs EVENTS_TOPIC_REPLICATION_FACTOR >= 3 and"
+                f" EVENTS_TOPIC_MIN_INSYNC_REPLICAS >= 2 (got {rf} and {isr}); set"
+                " ALLOW_LOW_REPLICATION=true to run on fewer copies knowingly"
+            )
         return self
 
 

@@ -2,10 +2,13 @@
 """Wait until a Kafka broker answers a real metadata request.
 
 Usage: wait_ready.py HOST:PORT [--timeout SECONDS] [--pid PID] [--log FILE ...]
+                     [--brokers N] [--node-id ID]
 
 Exit 0 once a metadata request (DescribeCluster via kafka-python's admin client) returns at
-least one broker. Exit 1 on timeout, or at once if --pid is given and that process has died;
-either way the tail of each --log file is printed to stderr.
+least one broker (at least N with --brokers; one of them node ID with --node-id: a restarted
+node of a cluster is ready once the cluster lists it again). Exit 1 on timeout, or at once if
+--pid is given and that process has died; either way the tail of each --log file is printed to
+stderr.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ def main() -> int:
     ap.add_argument("--pid", type=int, help="fail fast once this process has exited")
     ap.add_argument("--log", action="append", default=[], help="log to show on failure")
     ap.add_argument("--quiet", action="store_true", help="print nothing on success")
+    ap.add_argument("--brokers", type=int, default=1, help="how many brokers must be listed")
+    ap.add_argument("--node-id", type=int, help="a node that must be among the brokers listed")
     args = ap.parse_args()
 
     try:
@@ -84,14 +89,16 @@ def main() -> int:
             break
         try:
             meta = probe(KafkaAdminClient, args.bootstrap, min(5.0, remaining))
-            if meta.get("brokers"):
+            # A fenced broker (e.g. restarted before its old session expired) serves nothing yet.
+            listed = {b["broker_id"] for b in meta.get("brokers") or () if not b.get("is_fenced")}
+            if len(listed) >= args.brokers and args.node_id in (None, *listed):
                 if not args.quiet:
                     print(
                         f"kafka ready at {args.bootstrap} (cluster {meta.get('cluster_id')}, "
                         f"{time.monotonic() - start:.1f}s)"
                     )
                 return 0
-            last_error = RuntimeError(f"metadata lists no broker: {meta}")
+            last_error = RuntimeError(f"metadata lists too few brokers: {meta}")
         except Exception as e:  # not up yet: refused, timed out, still loading
             last_error = e
         time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
