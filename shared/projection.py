@@ -39,6 +39,7 @@ class Record:
     offset: int
     value: bytes | None
     timestamp_ms: int | None = None
+    key: bytes | None = None  # the unit code, as ingest keys a record
 
 
 @dataclass(frozen=True, slots=True)

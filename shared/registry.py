@@ -242,6 +242,13 @@ def _attribute(code: str, edition: Edition) -> Attribution | None:
     return Attribution(unit, unit.successor_province, unit.successor_province, misfit(unit))
 
 
+def current_provinces_of(code: str) -> frozenset[str]:
+    """Today's provinces an event of the unit ``code`` can count under, whatever its date: a
+    code may name a unit in each edition (province codes were reused in 2025)."""
+    found = (_attribute(code, edition) for edition in ("legacy", "2025"))
+    return frozenset(a.current_province for a in found if a is not None)
+
+
 def misfit(unit: Unit) -> str:
     """Why ``unit`` cannot report for ``day``, in words an office can act on."""
     if unit.edition == "legacy":

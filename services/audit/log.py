@@ -132,7 +132,9 @@ class KafkaLog:
                 for record in polled.get(tp, []):
                     if record.offset >= piece.stop:
                         return
-                    yield Record(piece.partition, record.offset, record.value, record.timestamp)
+                    yield Record(
+                        piece.partition, record.offset, record.value, record.timestamp, record.key
+                    )
                     last_progress = time.monotonic()
                 # Offsets can have gaps (transaction markers), so ask where the cursor is.
                 if self._consumer.position(tp, timeout_ms=self.timeout_ms) >= piece.stop:

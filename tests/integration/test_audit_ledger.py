@@ -82,16 +82,17 @@ class Log:
                 key=lambda r: r.offset,
             )
 
-    def append_value(self, partition: int, value: bytes | None) -> Record:
+    def append_value(self, partition: int, value: bytes | None, key: str | None = None) -> Record:
         offset = self.ends.get(partition, 0)
         self.ends[partition] = offset + 1
-        record = Record(partition, offset, value)
+        record = Record(partition, offset, value, key=key.encode() if key else None)
         self.records.append(record)
         return record
 
     def append(self, event: dict[str, Any], minutes: int) -> Record:
         value = encode_event(parse_event(event), T0 + timedelta(minutes=minutes))
-        return self.append_value(PARTITION_OF.get(event["unit_code"], 1), value)
+        unit = event["unit_code"]
+        return self.append_value(PARTITION_OF.get(unit, 1), value, key=unit)
 
 
 def project(engine: sa.Engine, records: Sequence[Record], batch: int = 3) -> None:
@@ -200,6 +201,35 @@ def test_verify_names_a_daily_figures_row_changed_by_hand(
     assert difference["key"] == {"day": "2024-01-15", "unit_code": HA_TINH_CITY}
     assert difference["columns"] == {"conference_attendees": {"served": 121, "log": 120}}
     assert difference["positions"] == [{"partition": 0, "offset": 0}]
+
+
+def test_a_provincial_verify_decodes_and_compares_only_that_provinces_rows(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, _ = history
+    project(engine, log.records)
+    figures = read_models.figures
+    with engine.begin() as conn:  # a row of today's Hà Tĩnh (42) changed by hand
+        conn.execute(
+            figures.update()
+            .where(figures.c.unit_code == HA_TINH_CITY)
+            .values(conferences=figures.c.conferences + 1)
+        )
+    decoded: list[Record] = []
+    decode = verifying.decode
+    monkeypatch.setattr(verifying, "decode", lambda rs: decode(decoded.__iadd__(rs) and rs))
+
+    ha_tinh = verify(engine, log.records, province="42")
+    read_for_ha_tinh = {r.key for r in decoded}
+    decoded.clear()
+    ha_noi = verify(engine, log.records, province="01")
+
+    assert {d["key"]["unit_code"] for d in ha_tinh["differences"]} == {HA_TINH_CITY}
+    assert ha_tinh["checked"]["events"] == 6  # conference, program, case, two retractions, commune
+    # its units' records, and the one with no key (whose unit only decoding can tell)
+    assert read_for_ha_tinh == {HA_TINH_CITY.encode(), HA_TINH_COMMUNE.encode(), None}
+    assert (ha_noi["status"], ha_noi["checked"]["events"]) == ("consistent", 6)
+    assert ha_noi["checked"]["records_read"] == len(log.records)  # the chain needs every byte
 
 
 def test_verify_names_an_archive_row_whose_stored_bytes_were_rewritten(
