@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from kafka import KafkaConsumer, TopicPartition
@@ -43,6 +43,7 @@ from services.projector.pipeline import ApplyPipeline, without_partitions
 from services.projector.store import BatchResult, ReadModelStore, take_sqlite_write_lock
 from shared.db.schema import ReadModels, read_model_tables, read_models
 from shared.projection import Record, decode
+from shared.verification import Difference, plain, row_differences
 
 PREFIX = "rebuild_"
 SHOWN_PER_TABLE = 20
@@ -54,27 +55,6 @@ ProgressCallback = Callable[[int, int], None]  # (records done, records to do)
 
 class RebuildError(RuntimeError):
     """The rebuild could not produce trustworthy tables; nothing was swapped."""
-
-
-@dataclass(frozen=True)
-class Difference:
-    """One row that is not the same in the live and the rebuilt tables."""
-
-    table: str
-    key: dict[str, Any]
-    kind: Literal["only_live", "only_rebuilt", "changed"]
-    # column -> (live value, rebuilt value), for "changed"
-    columns: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        if self.kind == "only_live":
-            return "only in the live tables"
-        if self.kind == "only_rebuilt":
-            return "only in the rebuilt tables"
-        return "; ".join(
-            f"{name}: live {live!r}, rebuilt {rebuilt!r}"
-            for name, (live, rebuilt) in self.columns.items()
-        )
 
 
 @dataclass
@@ -382,15 +362,14 @@ class Rebuild:
             key = dict(zip(compared.key, key_row, strict=True))
             live_row = self._row(conn, live_table, key)
             fresh_row = self._row(conn, fresh_table, key)
-            if fresh_row is None:
-                shown.append(Difference(live_table.name, key, "only_live"))
-            elif live_row is None:
-                shown.append(Difference(live_table.name, key, "only_rebuilt"))
-            else:
-                different = {
-                    c: (live_row[c], fresh_row[c]) for c in columns if live_row[c] != fresh_row[c]
-                }
-                shown.append(Difference(live_table.name, key, "changed", different))
+            # verify's differences: the rebuilt row is what the log implies, the live one served
+            shown += row_differences(
+                live_table.name,
+                lambda row_key: {k: plain(v) for k, v in zip(compared.key, row_key, strict=True)},
+                {} if fresh_row is None else {tuple(key.values()): _compared(fresh_row, columns)},
+                {} if live_row is None else {tuple(key.values()): _compared(live_row, columns)},
+                lambda row_key: [],
+            )
         return count, shown
 
     @staticmethod
@@ -488,6 +467,10 @@ def run_with_progress(rebuild: Rebuild, verify_only: bool, console: Console) -> 
         return rebuild.run(verify_only=verify_only, on_progress=update)
 
 
+def _compared(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    return {c: row[c] for c in columns}
+
+
 def print_report(report: RebuildReport, console: Console) -> None:
     console.print(
         f"{report.records:,} records re-projected in {report.seconds:.1f} s: "
@@ -509,8 +492,12 @@ def print_report(report: RebuildReport, console: Console) -> None:
     else:
         table = Table("table", "key", "difference", title="differences (live vs rebuilt)")
         for difference in report.differences:
-            key = ", ".join(f"{k}={v}" for k, v in difference.key.items())
-            table.add_row(difference.table, key, difference.describe())
+            key = ", ".join(f"{k}={v}" for k, v in difference["key"].items())
+            changed = "; ".join(
+                f"{name}: live {values['served']!r}, rebuilt {values['log']!r}"
+                for name, values in difference["columns"].items()
+            )
+            table.add_row(difference["table"], key, changed or difference["problem"])
         console.print(table)
         counts = ", ".join(f"{t}: {n}" for t, n in report.difference_counts.items() if n)
         console.print(f"[red]differing rows per table: {counts}")

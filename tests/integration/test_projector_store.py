@@ -350,8 +350,10 @@ def test_verify_only_lists_a_row_changed_by_hand_and_swaps_nothing(
 ) -> None:
     figures = read_models.figures
     with engine.begin() as conn:
-        day, district = conn.execute(
-            sa.select(figures.c.day, figures.c.unit_code).order_by(figures.c.day).limit(1)
+        day, district, leaflets = conn.execute(
+            sa.select(figures.c.day, figures.c.unit_code, figures.c.leaflets)
+            .order_by(figures.c.day)
+            .limit(1)
         ).one()
         conn.execute(
             figures.update()
@@ -366,9 +368,8 @@ def test_verify_only_lists_a_row_changed_by_hand_and_swaps_nothing(
     assert report.difference_counts["daily_figures"] == 1
     assert sum(report.difference_counts.values()) == 1
     [difference] = report.differences
-    assert difference.key == {"day": day, "unit_code": district}
-    [(live, rebuilt)] = difference.columns.values()
-    assert list(difference.columns) == ["leaflets"] and live == rebuilt + 7
+    assert difference["key"] == {"day": day.isoformat(), "unit_code": district}
+    assert difference["columns"] == {"leaflets": {"served": leaflets + 7, "log": leaflets}}
     assert snapshot(engine) == tampered
 
 
