@@ -49,7 +49,10 @@ def serve(
         main()
         return
     if service is Service.ingest:
+        from services.ingest.metrics import prepare_worker_metrics
+
         ingest = get_ingest_settings()
+        prepare_worker_metrics(ingest, workers)  # before the workers start: they inherit it
         host, port, target = (
             ingest.ingest_host,
             ingest.ingest_port,

@@ -7,6 +7,7 @@ and commands can set the environment first.
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -72,6 +73,10 @@ class IngestSettings(CommonSettings):
     rate_limit_per_second: float = Field(default=2000.0, gt=0)
     rate_limit_burst: int = Field(default=4000, ge=1)
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Where the workers of `ledger serve ingest --workers N` keep their Prometheus values, so
+    # that /metrics adds them up (services/ingest/metrics.py); emptied at each start. Unset: a
+    # directory per ingest port in the system's temp dir.
+    prometheus_multiproc_dir: Path | None = None
 
 
 class ProjectorSettings(CommonSettings):

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -27,6 +27,7 @@ from services.ingest.intake import (
     validate_event,
 )
 from services.ingest.log_writer import EventLogWriter, LogUnavailable
+from services.ingest.metrics import scrape
 from services.ingest.openapi import event_request_body, install_event_schemas
 from services.ingest.rate_limit import RateLimiter
 from services.web import NO_OPENTELEMETRY, problems
@@ -231,8 +232,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
-        """Prometheus metrics."""
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus metrics: the whole service's, every worker's added up."""
+        return PlainTextResponse(scrape(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
