@@ -733,7 +733,10 @@ def timed_json(
 ) -> tuple[float, httpx.Response]:
     """(seconds, the answer) of one request that must be a 2xx within ``timeout``."""
     started = time.perf_counter()
-    response = client.request(method, url, timeout=timeout, **kwargs)
+    try:
+        response = client.request(method, url, timeout=timeout, **kwargs)
+    except httpx.TimeoutException:
+        raise TimeoutError(f"{method} {url}: no answer within {timeout:g} s") from None
     elapsed = time.perf_counter() - started
     if not response.is_success:
         raise RuntimeError(f"{method} {url} answered {response.status_code}: {response.text[:300]}")
