@@ -1,16 +1,18 @@
 """How far the read models are behind the log: one reading, kept young by the API's own threads.
 
-One staleness budget (``ApiSettings.freshness_budget_seconds``) governs it all. A reading has two
-halves, each asked by a thread of its own every half budget, and by no request:
+One staleness budget (``ApiSettings.freshness_budget_seconds``) governs it all: no answer shows
+a reading older than it. A reading has two halves, each asked by a thread of its own
+``READINGS_PER_BUDGET`` times per budget, and by no request:
 
 - the database's: the offsets the read models have applied, when, and the records parked;
 - the log's: each partition's end offset and the append time of the first record not applied.
 
-A request shows the two halves as last read, aged (the lag counts up to now). Only when the
-database's half is older than the budget (the database slow or down) does a request read it
-itself; a log's half older than the budget shows as unknown (``log_end_offsets: null``), and the
-request never waits on Kafka. Two threads, not one: a broker that does not answer takes
-``LOG_TIMEOUT_MS`` to fail, and that must not age the database's half past the budget.
+A request shows the two halves as last read, aged (the lag counts up to now). When the
+database's half is older than the budget, or its last reading failed (the database slow or
+down), the request reads it itself, and meets the outage; when the log's half is, or the log
+did not answer, the lag shows as unknown (``log_end_offsets: null``): no request waits on Kafka.
+Two threads, not one: a broker that does not answer takes ``LOG_TIMEOUT_MS`` to fail, and that
+must not age the database's half past the budget.
 
 An older reading only claims less than the data holds: it is read before the data, the offsets
 it names only grow, and the lag it shows is of a record at or before the first unapplied one.
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 # How long one question to the broker may take: a broker that does not answer is known as such
 # this soon (the audit endpoints then answer 503 at once, see ``LogPositions.unreachable``).
 LOG_TIMEOUT_MS = 3000
+# Each half is read this often per budget: a thread held up by a busy process (the GIL, both
+# cores taken) still renews its half before the budget runs out, so the lag does not show as
+# unknown merely because the API is busy.
+READINGS_PER_BUDGET = 5
 
 
 class Freshness(BaseModel):
@@ -242,7 +248,7 @@ def _oldest_wait_ms(
 
 
 class FreshnessKeeper:
-    """Keeps the two halves of the freshness no older than ``budget`` seconds (see the module's
+    """Keeps the two halves of the freshness younger than ``budget`` seconds (see the module's
     docstring); ``reading`` and ``reading_on_loop`` are what requests call."""
 
     def __init__(
@@ -288,15 +294,19 @@ class FreshnessKeeper:
 
     def start(self) -> None:
         def read_applied_again() -> None:
-            self._read_applied()
+            try:
+                self._read_applied()
+            except Exception:
+                self._applied = None  # requests read it themselves, and meet the outage
+                raise
 
         def ask_log_again() -> None:
             if (applied := self._applied) is not None:
                 self._log_end = ask_log(self.positions, applied)
 
         self._threads = [
-            self._every_half_budget("freshness-database", read_applied_again),
-            self._every_half_budget("freshness-log", ask_log_again),
+            self._repeat("freshness-database", read_applied_again),
+            self._repeat("freshness-log", ask_log_again),
         ]
 
     def close(self) -> None:
@@ -319,7 +329,7 @@ class FreshnessKeeper:
                 self._applied = found
         return found
 
-    def _every_half_budget(self, name: str, task: Callable[[], None]) -> threading.Thread:
+    def _repeat(self, name: str, task: Callable[[], None]) -> threading.Thread:
         def run_forever() -> None:
             outage = RepeatedFailure(log, f"reading the freshness ({name})")
             while True:
@@ -329,7 +339,7 @@ class FreshnessKeeper:
                     outage.failed(exc)
                 else:
                     outage.succeeded()
-                if self._stop.wait(self.budget / 2):
+                if self._stop.wait(self.budget / READINGS_PER_BUDGET):
                     return
 
         thread = threading.Thread(target=run_forever, name=name, daemon=True)
