@@ -107,6 +107,15 @@ class ApiSettings(CommonSettings):
     # failed (the database slow or down), and shows the lag unknown when Kafka's answer is
     # (services/api/freshness.py).
     freshness_budget_seconds: float = Field(default=0.5, gt=0, le=10)
+    # Requests one API process answers at once; more are answered 503 with Retry-After at once
+    # rather than queued (/healthz, /readyz and /metrics are never refused): under saturation,
+    # queued requests waited 30 s and timed out (make bench). 64 is above the worker threads
+    # (40) and database connections (30), so answers from memory pass while those are busy.
+    api_max_concurrent_requests: int = Field(default=64, ge=1)
+    # PostgreSQL: the longest one statement of the API may run (and a request wait for a
+    # connection to run it on); past it the statement is cancelled and the request answered
+    # 503 with Retry-After, so no request holds the database longer. 0: no limit.
+    api_statement_timeout_seconds: float = Field(default=10.0, ge=0, le=3600)
 
 
 @cache

@@ -15,13 +15,16 @@ from services.api.deps import Api, ApiDep
 from services.api.freshness import FreshnessKeeper, LogPositions
 from services.api.read_your_writes import AppliedSignal
 from services.api.routes import audit, dashboard, lists, me, registry, summary
-from services.web import NO_OPENTELEMETRY, problems
+from services.web import NO_OPENTELEMETRY, problems, shedding
 from services.web.auth import Authenticator
 from shared.db.engine import database_answers, make_engine
 from shared.db.schema import read_models
 from shared.logs import configure_logging
 from shared.runtime import tune_garbage_collector
 from shared.settings import ApiSettings, get_api_settings
+
+# Answered however busy the process is: a probe or a scrape must not read overload as death.
+NEVER_SHED = ("/healthz", "/readyz", "/metrics")
 
 
 class Health(BaseModel):
@@ -34,7 +37,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         config = settings or get_api_settings()
         configure_logging(config.log_level, service="api")
-        engine = make_engine(config.database_url)
+        engine = make_engine(
+            config.database_url, statement_timeout=config.api_statement_timeout_seconds
+        )
         positions = LogPositions(config.kafka_bootstrap_servers, config.events_topic)
         fresh = FreshnessKeeper(
             engine, read_models, config.events_topic, positions, config.freshness_budget_seconds
@@ -58,6 +63,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         telemetry=NO_OPENTELEMETRY,
     )
     problems.install(app)
+    app.add_middleware(
+        shedding.LoadShedding,
+        limit=lambda: app.state.api.settings.api_max_concurrent_requests,
+        exempt=NEVER_SHED,
+    )
     app.include_router(registry.router)
     app.include_router(me.router)
     app.include_router(summary.router)
@@ -92,7 +102,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problems.finish_document(build_document())
+            document = problems.finish_document(build_document())
+            app.openapi_schema = shedding.document(document, NEVER_SHED)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

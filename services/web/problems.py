@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "5"
-# The database down, restarting, refusing connections, or its pool exhausted.
+# The database down, restarting, refusing connections, its pool exhausted, or a statement
+# cancelled past the engine's statement_timeout.
 DATABASE_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.TimeoutError)
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
 
 
 class Problem(Exception):
@@ -128,14 +130,18 @@ def install(app: FastAPI) -> None:
     # Not the caller's fault, and worth a retry. Ingest looks up receipts before it appends,
     # so a request that meets this has appended nothing.
     async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        cancelled = getattr(getattr(exc, "orig", None), "sqlstate", None) == QUERY_CANCELED
         log.warning(
-            "the database is unavailable",
+            "a query ran too long" if cancelled else "the database is unavailable",
             extra={"fields": {"path": request.url.path, "error": str(exc).splitlines()[0]}},
         )
         return Problem(
             503,
             "Service Unavailable",
-            "The database did not answer; nothing was accepted or changed. Retry later.",
+            "The database took longer than one request may hold it, and the query was "
+            "cancelled; nothing was accepted or changed. Retry later."
+            if cancelled
+            else "The database did not answer; nothing was accepted or changed. Retry later.",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         ).response(request.url.path)
 

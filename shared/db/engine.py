@@ -14,9 +14,17 @@ from alembic.config import Config
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def make_engine(url: str, **kwargs: Any) -> sa.Engine:
+def make_engine(url: str, *, statement_timeout: float = 0, **kwargs: Any) -> sa.Engine:
+    """``statement_timeout`` (seconds, PostgreSQL; 0: none): each statement is cancelled past it
+    (SQLSTATE 57014, raised as an OperationalError), and a caller waits no longer for a
+    connection. SQLite has no such limit; it serves one machine."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, **kwargs)
+    if statement_timeout:
+        kwargs["pool_timeout"] = statement_timeout
+        kwargs["connect_args"] = {
+            "options": f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
+        }
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
 
 
