@@ -249,7 +249,7 @@ format_nodes() { # format the nodes of a fresh state dir, every one with the sam
     return
   fi
   ((formatted == 0)) || die "only $formatted of $NODES nodes in $STATE_DIR have data; run 'kafka.sh wipe' first"
-  cluster_id="$("$JAVA" -cp "$JARS_DIR/*" "${logopts[@]}" kafka.tools.StorageTool random-uuid)"
+  cluster_id="$("$JAVA" -cp "$JARS_DIR/*" "${logopts[@]}" -Dkafka.logs.dir="$STATE_DIR/logs" kafka.tools.StorageTool random-uuid)"
   for id in $(all_nodes); do
     dir="$(node_dir "$id")"
     "$JAVA" -cp "$JARS_DIR/*" "${logopts[@]}" -Dkafka.logs.dir="$dir/logs" kafka.tools.StorageTool \

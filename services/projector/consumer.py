@@ -184,9 +184,23 @@ class Projector:
 
         A member that joins before its metadata lists the topic can be handed no partitions,
         and sit idle until the next metadata refresh (``metadata_max_age_ms``).
+
+        kafka-python 3.0.12 asks one broker for the metadata and raises if that one refuses the
+        connection, rather than asking another: a projector started while a node of the cluster
+        was down exited at once (seen in `make drill CLUSTER=3`). It asks again meanwhile.
         """
-        while not self.stopping.is_set() and not self.consumer.partitions_for_topic(self.topic):
-            log.warning("waiting for the topic to exist", extra={"fields": {"topic": self.topic}})
+        while not self.stopping.is_set():
+            try:
+                if self.consumer.partitions_for_topic(self.topic):
+                    return
+                log.warning(
+                    "waiting for the topic to exist", extra={"fields": {"topic": self.topic}}
+                )
+            except KafkaError as exc:
+                log.warning(
+                    "waiting for the topic's metadata",
+                    extra={"fields": {"topic": self.topic, "error": str(exc)}},
+                )
             self.stopping.wait(1.0)
 
     def _seek_to_stored_offsets(self, assigned: set[TopicPartition]) -> set[int]:
