@@ -36,7 +36,7 @@ bench: $(STAMP)
 	deploy/bench.sh $(BENCH_ARGS)
 
 drill: $(STAMP)
-	deploy/drill.sh $(DRILL_ARGS)
+	CLUSTER="$(CLUSTER)" deploy/drill.sh $(DRILL_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -7,6 +7,12 @@ accepted event must be in the log and in the aggregates exactly once (checked by
 against the clients' own records and by `ledger verify`), and no request may have had a 5xx
 other than 503 while a dependency was down: neither the clients' posts nor a dashboard's
 summaries, asked of the query API all along.
+
+On a cluster (`make drill CLUSTER=3`: --nodes 3, the events topic with 3 copies and
+min.insync.replicas 2), the broker is not restarted as a whole: the leader of the topic's
+partitions is SIGKILLed in turn, each node once (whichever leads most partitions among those
+not killed yet), kept down past the cluster's session timeout so that its partitions get new
+leaders, then started again and waited for until every partition has 3 in-sync copies.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,7 +40,12 @@ from services.topics import ensure_topics
 from services.web.auth import create_token
 from shared.db.engine import make_engine, migrate
 from shared.db.schema import read_models
+from tests.cluster import LocalCluster
 from tests.support import free_port, wait_for
+
+# How long a killed leader stays down: past the cluster's broker.session.timeout.ms (3 s), so
+# that it is fenced and its partitions are led by the others meanwhile.
+LEADER_DOWN_SECONDS = 5
 
 # The figures the drill checks against its own records: (event type, payload field or None to
 # count events) -> the daily figure that must sum to it.
@@ -55,6 +67,7 @@ class Tally:
     duplicates_answered: int = 0
     resends: int = 0
     unavailable: int = 0
+    unavailable_at: list[float] = field(default_factory=list)  # time.monotonic() of each 503
     other_5xx: list[str] = field(default_factory=list)
     retries: int = 0
     summaries: Counter[str] = field(default_factory=Counter)  # the dashboard's answers, by kind
@@ -74,6 +87,7 @@ def post_with_retries(
         if response.status_code == 503:
             with tally.lock:
                 tally.unavailable += 1
+                tally.unavailable_at.append(time.monotonic())
             time.sleep(float(response.headers.get("Retry-After", "1")) / 5)
             continue
         if response.status_code >= 500:
@@ -152,7 +166,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--kills", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=45, help="how long the clients post")
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=int(os.environ.get("KAFKA_NODES", "1")),
+        help="Kafka nodes (KAFKA_NODES): 1, or 3 and more to kill partition leaders in turn",
+    )
     options = parser.parse_args(argv)
+    if options.nodes == 2 or options.nodes < 1:
+        parser.error(
+            f"--nodes is 1, or 3 or more (a cluster that outlives a node), not {options.nodes}"
+        )
+    cluster = (
+        LocalCluster(
+            Path(os.environ["KAFKA_STATE_DIR"]),
+            int(os.environ["KAFKA_PORT"]),
+            options.nodes,
+            int(os.environ["KAFKA_CONTROLLER_PORT"]),
+        )
+        if options.nodes > 1
+        else None
+    )
+    copies, in_sync = (3, 2) if cluster else (1, 1)
     exit_on_sigterm()
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     control = os.environ["LEDGER_TEST_BROKER_CONTROL"]
@@ -169,7 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     migrate(database_url)
     engine = make_engine(database_url)
     topic = f"drill-{stamp}"
-    ensure_topics(bootstrap, topic, 6, f"{topic}.dead-letters")
+    ensure_topics(
+        bootstrap,
+        topic,
+        6,
+        f"{topic}.dead-letters",
+        replication_factor=copies,
+        min_insync_replicas=in_sync,
+    )
+    if cluster:
+        cluster.wait_in_sync(topic, copies)
     ingest_port, api_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -182,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         "PROJECTOR_GROUP_ID": f"drill-{stamp}",
         "PRODUCE_TIMEOUT_SECONDS": "5",
         "LOG_LEVEL": "WARNING",
+        "EVENTS_TOPIC_REPLICATION_FACTOR": str(copies),
+        "EVENTS_TOPIC_MIN_INSYNC_REPLICAS": str(in_sync),
     }
     # Two legacy districts (reporting before the 2025 reform) and two communes (after) in each
     # of Hà Tĩnh and Hà Nội: eight clients, as before.
@@ -189,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     per_unit = options.events // len(units)
     tally = Tally()
     kills = 0
+    leaders_killed: list[dict[str, Any]] = []
     deadline = time.monotonic() + 900
     reading = threading.Event()
     with (
@@ -228,32 +275,66 @@ def main(argv: list[str] | None = None) -> int:
         projector = subprocess.Popen(ledger("serve", "projector"), env=env, cwd=ROOT)
         try:
             # Faults at fixed points of the posting window: the kills spread over it, the
-            # database restart in its first half and the broker's in its second, the kills a
-            # little jittered.
+            # database restart in its first half and the broker's in its second (on a cluster,
+            # each node's kill as the leader spread over it), the kills a little jittered.
+            # They are run one after another: a node is started again (and in sync) before the
+            # next fault, so that at most one of the cluster's nodes is ever down.
             rng = random.Random(stamp)
             started = time.monotonic()
-            kill_at = [
-                options.seconds * (i + 1) / (options.kills + 1) + rng.uniform(-1, 1)
+            faults: list[tuple[float, str]] = [
+                (options.seconds * (i + 1) / (options.kills + 1) + rng.uniform(-1, 1), "projector")
                 for i in range(options.kills)
             ]
-            restart_at = {database_control: options.seconds * 0.3, control: options.seconds * 0.6}
+            faults.append((options.seconds * 0.3, "database"))
+            if cluster:
+                for i in range(options.nodes):
+                    at = options.seconds * (0.15 + 0.7 * i / (options.nodes - 1))
+                    faults += [(at, "kill leader"), (at + LEADER_DOWN_SECONDS, "restart leader")]
+            else:
+                faults.append((options.seconds * 0.6, "broker"))
+            faults.sort()
             restarted: list[str] = []
-            while kill_at or restart_at:
-                now = time.monotonic() - started
-                if kill_at and now >= kill_at[0]:
-                    kill_at.pop(0)
+            down: list[int] = []
+            # (what, from, to) in time.monotonic(): when each broker or database fault lasted.
+            windows: list[tuple[str, float, float]] = []
+            while faults:
+                at, fault = faults[0]
+                if time.monotonic() - started < at:
+                    time.sleep(0.1)
+                    continue
+                faults.pop(0)
+                if fault == "projector":
                     projector.send_signal(signal.SIGKILL)
                     projector.wait()
                     kills += 1
                     projector = subprocess.Popen(ledger("serve", "projector"), env=env, cwd=ROOT)
-                for script, at in list(restart_at.items()):
-                    if now >= at:
-                        del restart_at[script]
-                        subprocess.run([script, "stop"], check=True, capture_output=True)
-                        time.sleep(3)
-                        subprocess.run([script, "start"], check=True, capture_output=True)
-                        restarted.append(script)
-                time.sleep(0.1)
+                elif fault in ("database", "broker"):
+                    script = database_control if fault == "database" else control
+                    began = time.monotonic()
+                    subprocess.run([script, "stop"], check=True, capture_output=True)
+                    time.sleep(3)
+                    subprocess.run([script, "start"], check=True, capture_output=True)
+                    restarted.append(script)
+                    windows.append((f"{fault} restart", began, time.monotonic()))
+                elif fault == "kill leader":
+                    assert cluster is not None
+                    victim, led = leader_to_kill(
+                        cluster, topic, [k["node"] for k in leaders_killed]
+                    )
+                    down_since = time.monotonic()
+                    cluster.kill(victim)
+                    down.append(victim)
+                    leaders_killed.append(
+                        {"node": victim, "led_partitions": led, "at_s": round(at, 1)}
+                    )
+                else:  # restart leader
+                    assert cluster is not None
+                    node = down.pop()
+                    cluster.start(node)
+                    cluster.wait_in_sync(topic, copies)
+                    windows.append(
+                        (f"node {node} killed until in sync", down_since, time.monotonic())
+                    )
             for client in clients:
                 client.join()
             reading.set()
@@ -272,10 +353,13 @@ def main(argv: list[str] | None = None) -> int:
         accepted=len(tally.accepted),
         duplicates_answered=tally.duplicates_answered,
         answers_503=tally.unavailable,
+        answers_503_by_fault=by_fault(tally.unavailable_at, windows),
         other_5xx=len(tally.other_5xx),
         projector_kills_survived=kills,
         database_restarts=restarted.count(database_control),
         broker_restarts=restarted.count(control),
+        kafka_nodes=options.nodes,
+        leaders_sigkilled=leaders_killed,
         verify_exit=verify.returncode,
         summaries_asked=sum(tally.summaries.values()),
         summaries_answered=dict(tally.summaries),
@@ -295,6 +379,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("drill passed" if ok else "drill FAILED")
     return 0 if ok else 1
+
+
+def by_fault(times: list[float], windows: list[tuple[str, float, float]]) -> dict[str, int]:
+    """The 503s counted against the fault they were answered during: from its start to
+    PRODUCE_TIMEOUT_SECONDS (5 s here) after its end, as a request sent before the end may wait
+    that long before its 503."""
+    counts: Counter[str] = Counter()
+    for t in times:
+        during = [what for what, began, ended in windows if began <= t <= ended + 5]
+        counts[during[0] if during else "no fault"] += 1
+    return {what: counts[what] for what, _, _ in windows} | {"no fault": counts["no fault"]}
+
+
+def leader_to_kill(cluster: LocalCluster, topic: str, killed: list[int]) -> tuple[int, list[int]]:
+    """The node leading most of the topic's partitions among those not killed yet (any leader
+    once all were), and the partitions it leads."""
+    led: dict[int, list[int]] = {}
+    for partition, leader in sorted(cluster.leaders(topic).items()):
+        led.setdefault(leader, []).append(partition)
+    candidates = [node for node in led if node not in killed] or list(led)
+    victim = max(candidates, key=lambda node: len(led[node]))
+    return victim, led[victim]
 
 
 def applied(engine: sa.Engine) -> int:

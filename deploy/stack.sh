@@ -15,7 +15,9 @@ start_stack() {
   deploy/kafka/kafka.sh wipe >/dev/null 2>&1 || true  # every run starts from an empty log
   deploy/kafka/kafka.sh start
   deploy/postgres/postgres.sh start
-  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
+  # Every node of a cluster (KAFKA_NODES), or the one broker.
+  KAFKA_BOOTSTRAP_SERVERS="$(deploy/kafka/kafka.sh bootstrap)"
+  export KAFKA_BOOTSTRAP_SERVERS
   DATABASE_URL="$(deploy/postgres/postgres.sh url postgres)"
   export DATABASE_URL
   # Lets fault tests and drills stop and restart this broker and this database for real.

@@ -51,6 +51,8 @@ class LocalCluster:
     state_dir: Path
     port: int
     nodes: int = NODES
+    # Node i's controller listens on controller_port+i-1 (kafka.sh's default: port+100).
+    controller_port: int | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -58,7 +60,7 @@ class LocalCluster:
             **os.environ,
             "KAFKA_NODES": str(self.nodes),
             "KAFKA_PORT": str(self.port),
-            "KAFKA_CONTROLLER_PORT": str(self.port + 100),
+            "KAFKA_CONTROLLER_PORT": str(self.controller_port or self.port + 100),
             "KAFKA_STATE_DIR": str(self.state_dir),
             "PYTHON": sys.executable,
         }
