@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -100,16 +101,32 @@ class Step:
 
     def figures(self) -> list[dict[str, Any]]:
         """The daily_figures changes: the figure changes summed per (day, unit)."""
-        rows: dict[tuple[Any, str], dict[str, Any]] = {}
-        for change in self.changes:
-            key = (change["day"], change["unit_code"])
-            row = rows.get(key)
-            if row is None:
-                rows[key] = {k: v for k, v in change.items() if k not in CHANGE_ONLY}
-                continue
-            for name in STORED_FIGURES:
-                row[name] += change[name]
-        return list(rows.values())
+        return _summed(self.changes, by_received_day=False)
+
+    def received(self) -> list[dict[str, Any]]:
+        """The figures_by_received_day changes: summed per (received day, day, unit)."""
+        return _summed(self.changes, by_received_day=True)
+
+
+def _summed(changes: Iterable[dict[str, Any]], *, by_received_day: bool) -> list[dict[str, Any]]:
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for change in changes:
+        received_day = received_day_of(change["received_at"]) if by_received_day else None
+        key = (received_day, change["day"], change["unit_code"])
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = {k: v for k, v in change.items() if k not in CHANGE_ONLY}
+            if by_received_day:
+                row["received_day"] = received_day
+            continue
+        for name in STORED_FIGURES:
+            row[name] += change[name]
+    return list(rows.values())
+
+
+def received_day_of(moment: datetime) -> date:
+    """The UTC day of a received time (SQLite hands them back naive, in UTC)."""
+    return (moment if moment.tzinfo is None else moment.astimezone(UTC)).date()
 
 
 # figure_changes columns that daily_figures does not have: where and when a change entered.

@@ -33,7 +33,7 @@ class Scope:
     unit: str | None  # asked for: a unit key
     limit: str | None = None  # the token's: a province or unit key
 
-    def conditions(self, table: sa.Table) -> list[sa.ColumnElement[bool]]:
+    def conditions(self, table: sa.FromClause) -> list[sa.ColumnElement[bool]]:
         """The WHERE conditions on a read model (one with the attribution columns)."""
         found: list[sa.ColumnElement[bool]] = []
         if self.limit is not None:
@@ -45,7 +45,7 @@ class Scope:
         return found
 
 
-def _territory(table: sa.Table, key: str) -> sa.ColumnElement[bool]:
+def _territory(table: sa.FromClause, key: str) -> sa.ColumnElement[bool]:
     return table.c[_territory_column(key)] == key
 
 

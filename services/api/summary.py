@@ -7,14 +7,15 @@ Both frames are plain groupings of one table: ``current`` groups by today's prov
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
 from shared.db.schema import ReadModels, units
 from shared.folds import STORED_FIGURES, summary_row
+from shared.projection import received_day_of
 from shared.registry import province_label
 
 Frame = Literal["current", "as_reported"]
@@ -44,11 +45,11 @@ def province_column_name(frame: Frame) -> str:
     return "province_code" if frame == "current" else "reported_province"
 
 
-def province_column(table: sa.Table, frame: Frame) -> sa.ColumnElement[str]:
+def province_column(table: sa.FromClause, frame: Frame) -> sa.ColumnElement[str]:
     return table.c[province_column_name(frame)]
 
 
-def _period(figures: sa.Table, dim: Dimension) -> sa.ColumnElement[Any]:
+def _period(figures: sa.FromClause, dim: Dimension) -> sa.ColumnElement[Any]:
     month = figures.c.month  # YYYYMM; floor division, since SQLAlchemy's "/" is true division
     if dim == "year":
         return (month // 100).label("year")
@@ -57,12 +58,42 @@ def _period(figures: sa.Table, dim: Dimension) -> sa.ColumnElement[Any]:
     return ((month // 100) * 10 + (month % 100 + 2) // 3).label("quarter")
 
 
+# The WHERE conditions on the figures' rows, for the table (or subquery) they come from.
+Conditions = Callable[[sa.FromClause], Sequence[sa.ColumnElement[bool]]]
+
+
+def as_of_figures(tables: ReadModels, moment: datetime) -> sa.Subquery:
+    """daily_figures as they stood once everything received by ``moment`` was applied.
+
+    Today's rows less what was received after ``moment``: the figure changes summed per day
+    received for the whole days after its own, and the changes themselves for the rest of its
+    day. Equal to summing every change received by then (each event's figures, and each
+    retraction's negative ones, at the time they entered the log), at the cost of a few
+    summaries rather than of the whole log: "now" reads no change at all.
+    """
+    moment = moment.astimezone(UTC)  # received times are stored in UTC (SQLite: naive)
+    day = received_day_of(moment)
+    next_midnight = datetime.combine(day + timedelta(days=1), time(), UTC)
+    figures, received, changes = tables.figures, tables.received, tables.changes
+    columns = ("day", "month", "unit_code", "province_code", "reported_province")
+
+    def rows(table: sa.Table, sign: int) -> sa.Select[Any]:
+        sums = [table.c[n] if sign > 0 else (-table.c[n]).label(n) for n in STORED_FIGURES]
+        return sa.select(*(table.c[c] for c in columns), *sums)
+
+    later_days = rows(received, -1).where(received.c.received_day > day)
+    rest_of_day = rows(changes, -1).where(
+        changes.c.received_at > moment, changes.c.received_at < next_midnight
+    )
+    return sa.union_all(rows(figures, +1), later_days, rest_of_day).subquery("as_of")
+
+
 def summary_rows(
     conn: sa.Connection,
     tables: ReadModels,
     *,
     frame: Frame = "current",
-    where: Sequence[sa.ColumnElement[bool]] = (),
+    where: Conditions = lambda figures: (),
     date_from: date | None = None,
     date_to: date | None = None,
     group_by: Sequence[Dimension] = (),
@@ -72,10 +103,9 @@ def summary_rows(
 
     The figures are summed per group first and the groups named after, so the names are joined
     to a few rows rather than to every day of every unit. With ``received_until``, the summary
-    as it stood once everything received by then was applied: the same sums over the figure
-    changes received by then (figure_changes has daily_figures' columns, and more).
+    as it stood once everything received by then was applied (``as_of_figures``).
     """
-    figures = tables.figures if received_until is None else tables.changes
+    figures = tables.figures if received_until is None else as_of_figures(tables, received_until)
     by_province = "province" in group_by or "unit" in group_by
     keys: list[sa.ColumnElement[Any]] = []
     if by_province:
@@ -86,9 +116,7 @@ def summary_rows(
     sums = [
         sa.func.coalesce(sa.func.sum(figures.c[name]), 0).label(name) for name in STORED_FIGURES
     ]
-    query = sa.select(*keys, *sums).where(*where)
-    if received_until is not None:
-        query = query.where(figures.c.received_at <= received_until)
+    query = sa.select(*keys, *sums).where(*where(figures))
     if date_from:
         query = query.where(figures.c.day >= date_from)
     if date_to:

@@ -37,6 +37,7 @@ from shared.verification import (
     StoredRows,
     compare_chunk,
     head_difference,
+    plain,
     position,
     row_differences,
 )
@@ -120,7 +121,8 @@ def verify(
             if found != hash_kept:
                 findings.add(head_difference("saved_head", p, offset, hash_kept, found, saved=True))
         _unapplied_rows(conn, tables, applied, province, findings)
-        _figures_against_changes(conn, tables, province, findings)
+        _sums_against_changes(conn, tables, province, findings, by_received_day=False)
+        _sums_against_changes(conn, tables, province, findings, by_received_day=True)
         _orphan_list_rows(conn, tables, province, findings)
         findings.extend(_retraction_count(conn, tables, retractions, province))
     total_differences, shown = findings.report()
@@ -286,70 +288,78 @@ def _lists(tables: ReadModels) -> list[sa.Table]:
     return [tables.list_table(model) for model in LIST_MODELS]
 
 
-def _figures_against_changes(
-    conn: sa.Connection, tables: ReadModels, province: str | None, findings: Findings
+def _sums_against_changes(
+    conn: sa.Connection,
+    tables: ReadModels,
+    province: str | None,
+    findings: Findings,
+    *,
+    by_received_day: bool,
 ) -> None:
-    """daily_figures must be the figure changes summed per (day, unit): compared in SQL."""
-    changes, figures = tables.changes, tables.figures
+    """daily_figures must be the figure changes summed per (day, unit), and
+    figures_by_received_day per (UTC day received, day, unit): compared in SQL."""
+    changes = tables.changes
+    table = tables.received if by_received_day else tables.figures
+    keys: list[tuple[str, sa.ColumnElement[Any]]] = [
+        ("day", changes.c.day),
+        ("unit_code", changes.c.unit_code),
+    ]
+    if by_received_day:
+        keys.insert(0, ("received_day", _utc_day(conn, changes.c.received_at)))
     attributes = ("province_code", "reported_province")
     sums = sa.select(
-        changes.c.day,
-        changes.c.unit_code,
+        *(expression.label(name) for name, expression in keys),
         *(sa.func.min(changes.c[name]).label(name) for name in attributes),
         # cast: PostgreSQL sums bigints as numeric, which JSON reports cannot hold
         *(
             sa.cast(sa.func.sum(changes.c[name]), sa.BigInteger).label(name)
             for name in STORED_FIGURES
         ),
-    ).group_by(changes.c.day, changes.c.unit_code)
-    stored = sa.select(figures)
+    ).group_by(*(expression for _, expression in keys))
+    stored = sa.select(table)
     if province:
         sums = sums.where(changes.c.province_code == province)
-        stored = stored.where(figures.c.province_code == province)
+        stored = stored.where(table.c.province_code == province)
     implied, served = sums.subquery("implied"), stored.subquery("served")
-    same_key = sa.and_(served.c.day == implied.c.day, served.c.unit_code == implied.c.unit_code)
+    names = [name for name, _ in keys]
+    same_key = sa.and_(*(served.c[name] == implied.c[name] for name in names))
     differs = sa.or_(
         *(served.c[name] != implied.c[name] for name in (*attributes, *STORED_FIGURES))
     )
     # both ways round, as two LEFT JOINs (SQLite before 3.39 has no FULL JOIN); a row of zeros
     # that no change implies is what a day whose events were all retracted leaves: no difference
     lacking = (
-        sa.select(implied.c.day, implied.c.unit_code)
+        sa.select(*(implied.c[name] for name in names))
         .select_from(implied.outerjoin(served, same_key))
         .where(sa.or_(served.c.day.is_(None), differs))
     )
     extra = (
-        sa.select(served.c.day, served.c.unit_code)
+        sa.select(*(served.c[name] for name in names))
         .select_from(served.outerjoin(implied, same_key))
         .where(implied.c.day.is_(None), sa.or_(*(served.c[n] != 0 for n in STORED_FIGURES)))
     )
     count, rows = _limited(conn, sa.union_all(lacking, extra).subquery().select())
     shown = []
     for row in rows:
-        key = (row["day"], row["unit_code"])
-        log_row = (
-            conn.execute(
-                sums.having(sa.and_(changes.c.day == key[0], changes.c.unit_code == key[1]))
-            )
-            .mappings()
-            .first()
-        )
+        key = tuple(row[name] for name in names)
+        at_key = [expression == value for (_, expression), value in zip(keys, key, strict=True)]
+        log_row = conn.execute(sums.having(sa.and_(*at_key))).mappings().first()
         served_row = (
             conn.execute(
-                sa.select(figures).where(figures.c.day == key[0], figures.c.unit_code == key[1])
+                sa.select(table).where(*(table.c[n] == v for n, v in zip(names, key, strict=True)))
             )
             .mappings()
             .first()
         )
         sources = conn.execute(
             sa.select(changes.c.partition, changes.c.offset)
-            .where(changes.c.day == key[0], changes.c.unit_code == key[1])
+            .where(*at_key)
             .order_by(changes.c.partition, changes.c.offset)
             .limit(MAX_POSITIONS)
         ).all()
         for difference in row_differences(
-            "daily_figures",
-            lambda k: {"day": k[0].isoformat(), "unit_code": k[1]},
+            table.name,
+            lambda k: {name: plain(v) for name, v in zip(names, k, strict=True)},
             {key: dict(log_row)} if log_row else {},
             {key: dict(served_row)} if served_row else {},
             lambda k: [],
@@ -357,6 +367,13 @@ def _figures_against_changes(
             difference["positions"] = [position((p, o)) for p, o in sources]
             shown.append(difference)
     findings.counted(count, shown)
+
+
+def _utc_day(conn: sa.Connection, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """The UTC day of a stored received time, as the projector computed it."""
+    if conn.dialect.name == "postgresql":
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+    return sa.func.date(column)  # SQLite keeps it as naive UTC text
 
 
 def _orphan_list_rows(

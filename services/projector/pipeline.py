@@ -58,8 +58,6 @@ class ApplyPipeline:
             self._writer.shutdown(wait=True)
 
 
-def without_partitions(
-    batch: Sequence[Decoded], partitions: Container[int]
-) -> list[Decoded]:
+def without_partitions(batch: Sequence[Decoded], partitions: Container[int]) -> list[Decoded]:
     """The batch less the records of ``partitions`` (read before a seek back, so stale)."""
     return [d for d in batch if d.record.partition not in partitions]

@@ -90,6 +90,7 @@ COMPARED = (
     Compared("archive", ("event_id",)),
     Compared("figures", ("day", "unit_code")),
     Compared("changes", ("partition", "offset")),
+    Compared("received", ("received_day", "day", "unit_code")),
     Compared("programs", ("event_id",)),
     Compared("conferences", ("event_id",)),
     Compared("cases", ("event_id",)),

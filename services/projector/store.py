@@ -246,6 +246,13 @@ class ReadModelStore:
         insert_or_add(
             conn, t.figures, step.figures(), key=("day", "unit_code"), added=STORED_FIGURES
         )
+        insert_or_add(
+            conn,
+            t.received,
+            step.received(),
+            key=("received_day", "day", "unit_code"),
+            added=STORED_FIGURES,
+        )
         for model, rows in step.lists.items():
             insert_or_replace(conn, t.list_table(model), rows, key=("event_id",))
         for model, removed in step.list_removals.items():

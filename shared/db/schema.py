@@ -116,6 +116,7 @@ class ReadModels:
     archive: sa.Table
     figures: sa.Table
     changes: sa.Table
+    received: sa.Table
     programs: sa.Table
     conferences: sa.Table
     cases: sa.Table
@@ -128,6 +129,7 @@ class ReadModels:
             self.archive,
             self.figures,
             self.changes,
+            self.received,
             self.programs,
             self.conferences,
             self.cases,
@@ -226,6 +228,19 @@ def read_model_tables(meta: sa.MetaData, prefix: str = "") -> ReadModels:
             *[sa.Column(name, sa.BigInteger, nullable=False) for name in STORED_FIGURES],
             sa.Index(f"ix_{p}changes_received", "received_at"),
             sa.Index(f"ix_{p}changes_day_unit", "day", "unit_code"),
+        ),
+        # The figure changes summed per day they were received (UTC): the summary as of a
+        # moment reads these for the whole days after it, and figure_changes only for its own.
+        received=sa.Table(
+            f"{p}figures_by_received_day",
+            meta,
+            sa.Column("received_day", sa.Date, primary_key=True),
+            sa.Column("day", sa.Date, primary_key=True),
+            sa.Column("unit_code", sa.String(12), primary_key=True),
+            sa.Column("month", sa.Integer, nullable=False),
+            sa.Column("province_code", sa.String(2), nullable=False),
+            sa.Column("reported_province", sa.String(9), nullable=False),
+            *[sa.Column(name, sa.BigInteger, nullable=False, default=0) for name in STORED_FIGURES],
         ),
         programs=sa.Table(
             f"{p}programs",

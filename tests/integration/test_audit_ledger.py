@@ -11,7 +11,7 @@ import copy
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -37,6 +37,9 @@ HA_TINH_CITY, BA_DINH, HOAN_KIEM = "436", "001", "002"  # legacy districts
 HA_TINH_COMMUNE = "18073"  # Phường Thành Sen, Hà Tĩnh: a commune from 2025-07-01
 PARTITION_OF = {HA_TINH_CITY: 0, HA_TINH_COMMUNE: 0, BA_DINH: 1, HOAN_KIEM: 1}
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+# The time between two records' receipt: the log spans days, as the as-of question reads whole
+# received days and single changes differently.
+TICK = timedelta(hours=5)
 
 
 def make_event(kind: str, unit: str, occurred: str, **payload: Any) -> dict[str, Any]:
@@ -90,7 +93,7 @@ class Log:
         return record
 
     def append(self, event: dict[str, Any], minutes: int) -> Record:
-        value = encode_event(parse_event(event), T0 + timedelta(minutes=minutes))
+        value = encode_event(parse_event(event), T0 + minutes * TICK)
         unit = event["unit_code"]
         return self.append_value(PARTITION_OF.get(unit, 1), value, key=unit)
 
@@ -230,6 +233,31 @@ def test_a_provincial_verify_decodes_and_compares_only_that_provinces_rows(
     assert read_for_ha_tinh == {HA_TINH_CITY.encode(), HA_TINH_COMMUNE.encode(), None}
     assert (ha_noi["status"], ha_noi["checked"]["events"]) == ("consistent", 6)
     assert ha_noi["checked"]["records_read"] == len(log.records)  # the chain needs every byte
+
+
+def test_verify_names_a_row_of_the_sums_per_day_received_changed_by_hand(
+    engine: sa.Engine, history: tuple[Log, dict[str, Any]]
+) -> None:
+    log, _ = history
+    project(engine, log.records)
+    received = read_models.received
+    with engine.begin() as conn:
+        conn.execute(
+            received.update()
+            .where(received.c.day == date(2024, 1, 15), received.c.unit_code == HA_TINH_CITY)
+            .values(conferences=received.c.conferences + 1)
+        )
+
+    [difference] = verify(engine, log.records)["differences"]
+
+    assert difference["table"] == "figures_by_received_day"
+    assert difference["key"] == {
+        "received_day": "2024-05-01",
+        "day": "2024-01-15",
+        "unit_code": HA_TINH_CITY,
+    }
+    assert difference["columns"] == {"conferences": {"served": 2, "log": 1}}
+    assert difference["positions"] == [{"partition": 0, "offset": 0}]
 
 
 def test_verify_names_an_archive_row_whose_stored_bytes_were_rewritten(
@@ -421,7 +449,7 @@ def test_the_summary_over_the_figure_changes_equals_the_summary_over_daily_figur
                     conn,
                     read_models,
                     frame=frame,
-                    where=scope.conditions(read_models.figures),
+                    where=scope.conditions,
                     group_by=dims,
                     **dates,
                 )
@@ -429,7 +457,7 @@ def test_the_summary_over_the_figure_changes_equals_the_summary_over_daily_figur
                     conn,
                     read_models,
                     frame=frame,
-                    where=scope.conditions(read_models.changes),
+                    where=scope.conditions,
                     group_by=dims,
                     received_until=datetime(2100, 1, 1, tzinfo=UTC),
                     **dates,
@@ -458,7 +486,9 @@ def test_the_summary_as_of_every_moment_equals_a_pure_fold_of_the_log_up_to_it(
     log, _ = history
     project(engine, log.records)
     ledger = fold_log(log.records)
-    moments = [T0 + timedelta(minutes=m, seconds=s) for m in range(-1, 43) for s in (0, 30)]
+    moments = [T0 + (m + half / 2) * TICK for m in range(-1, 43) for half in (0, 1)]
+    moments += [datetime(2024, 5, d, tzinfo=UTC) for d in range(1, 12)]  # midnights
+    moments.append(datetime(2024, 5, 3, 8, 0, tzinfo=timezone(timedelta(hours=7))))
 
     with engine.connect() as conn:
         for moment in moments:
@@ -478,12 +508,8 @@ def test_the_summary_as_of_every_moment_equals_a_pure_fold_of_the_log_up_to_it(
                 }
                 expected = by_unit_and_month(ledger.figures_received_until(moment), frame)
                 assert served == expected, (moment, frame)
-    cases_then = by_unit_and_month(
-        ledger.figures_received_until(T0 + timedelta(minutes=25)), "current"
-    )
-    cases_now = by_unit_and_month(
-        ledger.figures_received_until(T0 + timedelta(minutes=45)), "current"
-    )
+    cases_then = by_unit_and_month(ledger.figures_received_until(T0 + 25 * TICK), "current")
+    cases_now = by_unit_and_month(ledger.figures_received_until(T0 + 45 * TICK), "current")
     assert sum(g["cases_resolved"] for g in cases_then.values()) == 1  # before its retraction
     assert sum(g["cases_resolved"] for g in cases_now.values()) == 0
 

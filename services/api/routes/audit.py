@@ -243,7 +243,7 @@ def audit_state(
             conn,
             api.tables,
             frame=frame,
-            where=scope.conditions(api.tables.changes),
+            where=scope.conditions,
             date_from=from_,
             date_to=to,
             group_by=dims,

@@ -156,7 +156,7 @@ async def _summary_at_freshness(
                 conn,
                 api.tables,
                 frame=frame,
-                where=scope.conditions(api.tables.figures),
+                where=scope.conditions,
                 date_from=from_,
                 date_to=to,
                 group_by=dims,

@@ -1,13 +1,14 @@
-"""figure_changes: every change to daily_figures, with where and when it entered the log;
-verification_jobs: whole-log verifications run as jobs
+"""figure_changes: every change to daily_figures, with where and when it entered the log,
+and figures_by_received_day, their sums per day received; verification_jobs
 
 Revision ID: 0005
 Revises: 0004
 
 The summary as of a past moment is the summary's SQL over the changes received by then, and
 verify checks the changes position by position instead of folding the whole log in memory.
-The projector writes a change per event counted and a negative one per retraction; this fills
-the table for the events archived before, in chunks, from the archive's stored bodies.
+The projector writes a change per event counted and a negative one per retraction, and adds
+them up per day received (the as-of question reads those for whole days); this fills both for
+the events archived before, in chunks, from the archive's stored bodies.
 """
 
 from collections.abc import Iterator
@@ -16,9 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from shared.db.upserts import insert_rows
+from shared.db.upserts import insert_or_add, insert_rows
 from shared.folds import contribution
-from shared.projection import change_row
+from shared.projection import Step, change_row
 from shared.records import decode_record
 
 revision = "0005"
@@ -68,6 +69,20 @@ def figure_changes(meta: sa.MetaData) -> sa.Table:
     )
 
 
+def figures_by_received_day(meta: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "figures_by_received_day",
+        meta,
+        sa.Column("received_day", sa.Date, primary_key=True),
+        sa.Column("day", sa.Date, primary_key=True),
+        sa.Column("unit_code", sa.String(12), primary_key=True),
+        sa.Column("month", sa.Integer, nullable=False),
+        sa.Column("province_code", sa.String(2), nullable=False),
+        sa.Column("reported_province", sa.String(9), nullable=False),
+        *[sa.Column(name, sa.BigInteger, nullable=False) for name in FIGURES],
+    )
+
+
 def upgrade() -> None:
     op.create_table(
         "verification_jobs",
@@ -84,16 +99,28 @@ def upgrade() -> None:
         sa.Column("error", sa.Text, nullable=True),
     )
     conn = op.get_bind()
-    changes = figure_changes(sa.MetaData())
+    meta = sa.MetaData()
+    changes, received = figure_changes(meta), figures_by_received_day(meta)
     changes.create(conn)
+    received.create(conn)
     batch: list[dict[str, Any]] = []
     for row in _backfill(conn):
         batch.append(row)
         if len(batch) >= CHUNK:
-            insert_rows(conn, changes, batch)
+            _write(conn, changes, received, batch)
             batch = []
     if batch:
-        insert_rows(conn, changes, batch)
+        _write(conn, changes, received, batch)
+
+
+def _write(
+    conn: sa.Connection, changes: sa.Table, received: sa.Table, rows: list[dict[str, Any]]
+) -> None:
+    insert_rows(conn, changes, rows)
+    step = Step(changes=rows)  # the projector's own sums per day received
+    insert_or_add(
+        conn, received, step.received(), key=("received_day", "day", "unit_code"), added=FIGURES
+    )
 
 
 def _backfill(conn: sa.Connection) -> Iterator[dict[str, Any]]:
@@ -130,4 +157,5 @@ def _backfill(conn: sa.Connection) -> Iterator[dict[str, Any]]:
 
 def downgrade() -> None:
     op.drop_table("figure_changes")
+    op.drop_table("figures_by_received_day")
     op.drop_table("verification_jobs")
