@@ -340,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
             reading.set()
             reader.join()
             while applied(engine) < log_end(bootstrap, topic) and time.monotonic() < deadline:
+                if projector.poll() is not None:  # else the drill would wait out its deadline
+                    raise SystemExit(
+                        f"drill FAILED: the projector exited ({projector.returncode}) before"
+                        " applying the log; see its traceback above"
+                    )
                 time.sleep(0.5)
         finally:  # the projector of the moment, whichever kill it is past
             projector.terminate()
@@ -382,13 +387,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def by_fault(times: list[float], windows: list[tuple[str, float, float]]) -> dict[str, int]:
-    """The 503s counted against the fault they were answered during: from its start to
-    PRODUCE_TIMEOUT_SECONDS (5 s here) after its end, as a request sent before the end may wait
-    that long before its 503."""
+    """The 503s counted against the fault they were answered during, else against one that
+    ended at most PRODUCE_TIMEOUT_SECONDS (5 s here) before (a request sent before its end may
+    wait that long for its 503), else as "no fault"."""
     counts: Counter[str] = Counter()
     for t in times:
-        during = [what for what, began, ended in windows if began <= t <= ended + 5]
-        counts[during[0] if during else "no fault"] += 1
+        during = [what for what, began, ended in windows if began <= t <= ended]
+        after = [what for what, _, ended in windows if ended < t <= ended + 5]
+        counts[(during or after or ["no fault"])[0]] += 1
     return {what: counts[what] for what, _, _ in windows} | {"no fault": counts["no fault"]}
 
 
