@@ -42,12 +42,15 @@ def database_answers(engine: sa.Engine) -> bool:
 def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A read-only connection whose queries all see one moment of the database.
 
-    PostgreSQL's REPEATABLE READ gives that; SQLite's read transaction (WAL) does already.
+    PostgreSQL's REPEATABLE READ gives that. On SQLite a transaction does (WAL), but pysqlite
+    begins one only at the first write: BEGIN is sent here, so the reads are one transaction.
     """
     options: dict[str, Any] = {}
     if engine.dialect.name == "postgresql":
         options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
     with engine.connect().execution_options(**options) as conn, conn.begin():
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN")
         yield conn
 
 
