@@ -11,21 +11,6 @@ from starlette.concurrency import run_in_threadpool
 
 from services.api.answers import AnswerMemory
 from services.api.freshness import FreshnessKeeper, LogPositions
-
-# Re-exported until routes/audit.py (being rewritten) imports them from services.api.params.
-from services.api.params import (  # noqa: F401
-    PROVINCE_PATTERN,
-    DistrictQuery,
-    FrameQuery,
-    FromQuery,
-    GroupByQuery,
-    ProvinceQuery,
-    ToQuery,
-    UnitQuery,
-    check_range,
-    group_by_dimensions,
-    responses,
-)
 from services.api.read_your_writes import AppliedSignal
 from services.web.auth import Authenticator, Principal
 from services.web.problems import BearerToken

@@ -77,6 +77,10 @@ def verify(
     saved: dict[tuple[int, int], str] = {(h.partition, h.offset): h.hash for h in saved_heads}
     findings = Findings(MAX_DIFFERENCES)
     with snapshot(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            # A verification reads the whole log: its statements are not bounded like a
+            # request's (API_STATEMENT_TIMEOUT_SECONDS); one job runs at a time instead.
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
         applied = applied_offsets(conn, tables, log.topic)
         ends = log.end_offsets()
         stops = {p: next_offset for p, (next_offset, _) in applied.items()}

@@ -14,15 +14,13 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from services.api.deps import (
+from services.api.deps import Api, ApiDep, PrincipalDep
+from services.api.params import (
     PROVINCE_PATTERN,
-    Api,
-    ApiDep,
     DistrictQuery,
     FrameQuery,
     FromQuery,
     GroupByQuery,
-    PrincipalDep,
     ProvinceQuery,
     ToQuery,
     UnitQuery,
