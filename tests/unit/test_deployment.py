@@ -46,7 +46,7 @@ def test_each_service_runs_the_ledger_cli_from_the_one_image_with_a_health_check
     assert spec["healthcheck"]["test"]
 
 
-def test_the_kafka_service_is_a_single_kraft_node_of_the_apache_image() -> None:
+def test_the_kafka_service_is_a_kraft_node_of_the_apache_image() -> None:
     kafka = COMPOSE["services"]["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
