@@ -25,7 +25,7 @@ from shared import registry
 from shared.db.engine import snapshot
 from shared.db.schema import ReadModels
 from shared.db.upserts import one_of
-from shared.folds import STORED_FIGURES
+from shared.folds import LIST_FOLDS, STORED_FIGURES
 from shared.ledger import Head, chained
 from shared.projection import Record, Step, decode, project, referenced_ids
 from shared.records import genesis_hash
@@ -168,9 +168,13 @@ def _check_chunk(
     if province is not None:
         records = [r for r in records if _may_count_in(r.key, province)]
     decoded = decode(records)
-    known = known_events(conn, tables, referenced_ids(decoded), archived_before=(partition, start))
+    stored = _stored_at(conn, tables, partition, start, end, province)
+    # An event archived in this chunk is not known before it (``archived_before``): only the
+    # other ids (resends, retraction targets, rows missing) are looked up.
+    wanted = referenced_ids(decoded) - stored.archive.keys()
+    known = known_events(conn, tables, wanted, archived_before=(partition, start))
     step = project(decoded, {partition: before}, known)
-    stored = _stored(conn, tables, step, partition, start, end, province)
+    _stored_for(conn, tables, step, stored, province)
     if province is not None:  # dead letters belong to no province: those of the records read
         read = {(r.partition, r.offset) for r in records}
         stored.dead_letters = {at: why for at, why in stored.dead_letters.items() if at in read}
@@ -192,10 +196,9 @@ def _may_count_in(key: bytes | None, province: str) -> bool:
         return True
 
 
-def _stored(
+def _stored_at(
     conn: sa.Connection,
     tables: ReadModels,
-    step: Step,
     partition: int,
     start: int,
     end: int,
@@ -216,11 +219,26 @@ def _stored(
         stored.changes[(row["partition"], row["offset"])] = row
     for row in _rows(conn, at_positions(tables.dead_letters, scoped=False)):
         stored.dead_letters[(row["partition"], row["offset"])] = row["reason"]
-    ids = sorted(stored.archive.keys() | {row["event_id"] for row in step.archive})
+    return stored
+
+
+# Event type name -> the list read model its events have rows in.
+LISTED = {cls.__name__: model for cls, (model, _) in LIST_FOLDS.items()}
+
+
+def _stored_for(
+    conn: sa.Connection, tables: ReadModels, step: Step, stored: StoredRows, province: str | None
+) -> None:
+    """Add the list rows of the chunk's events, and the stored state of the targets of its
+    retractions, to ``stored``."""
+    ids: dict[str, set[str]] = {model: set() for model in LIST_MODELS}
+    for row in (*stored.archive.values(), *step.archive):
+        if (model := LISTED.get(row["type"])) is not None:
+            ids[model].add(row["event_id"])
     for model in LIST_MODELS:
         table = tables.list_table(model)
         found = stored.lists.setdefault(model, {})
-        for condition in one_of(conn, table.c.event_id, ids):
+        for condition in one_of(conn, table.c.event_id, sorted(ids[model])):
             query = sa.select(table).where(condition)
             if province:
                 query = query.where(table.c.province_code == province)
@@ -234,7 +252,6 @@ def _stored(
             )
         ):
             stored.retracted[event_id] = (retracted_by, province_code)
-    return stored
 
 
 def _rows(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[dict[str, Any]]:
