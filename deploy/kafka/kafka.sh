@@ -225,7 +225,7 @@ format_nodes() { # format the nodes of a fresh state dir, every one with the sam
     if [[ ! -f "$STATE_DIR/data/meta.properties" ]]; then
       # --standalone: this node is the whole controller quorum (pairs with
       # controller.quorum.bootstrap.servers; controller.quorum.voters must then be unset).
-      cluster_id="$("$JAVA" -cp "$JARS_DIR/*" "${logopts[@]}" kafka.tools.StorageTool random-uuid)"
+      cluster_id="$("$JAVA" -cp "$JARS_DIR/*" "${logopts[@]}" -Dkafka.logs.dir="$STATE_DIR/logs" kafka.tools.StorageTool random-uuid)"
       "$JAVA" -cp "$JARS_DIR/*" "${logopts[@]}" -Dkafka.logs.dir="$STATE_DIR/logs" \
         kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE_DIR/server.properties" \
         --standalone >>"$STATE_DIR/kafka.out" 2>&1 \
