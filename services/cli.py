@@ -415,7 +415,10 @@ def verify(
     settings = get_api_settings()
     found = registry.lookup(province) if province is not None else None
     if province is not None and (
-        found is None or found.key != province or found.level != "province"
+        found is None
+        or found.key != province
+        or found.level != "province"
+        or province.startswith(registry.LEGACY_PREFIX)
     ):
         raise typer.BadParameter(
             f"not one of today's provinces: {province!r}", param_hint="--province"

@@ -73,7 +73,12 @@ def as_of_figures(tables: ReadModels, moment: datetime) -> sa.Subquery:
     """
     moment = moment.astimezone(UTC)  # received times are stored in UTC (SQLite: naive)
     day = received_day_of(moment)
-    next_midnight = datetime.combine(day + timedelta(days=1), time(), UTC)
+    # the calendar's last day has no next midnight: everything after the moment is that day's
+    next_midnight = (
+        datetime.combine(day + timedelta(days=1), time(), UTC)
+        if day < date.max
+        else datetime.max.replace(tzinfo=UTC)
+    )
     figures, received, changes = tables.figures, tables.received, tables.changes
     columns = ("day", "month", "unit_code", "province_code", "reported_province")
 

@@ -142,7 +142,14 @@ BAD_PARAMETERS: list[Any] = [
     ("state", {"as_of": "2024-05-01", "from": "2024-02-30"}, "from"),
     ("verify", {"province": "4"}, "province"),
     ("verify", {"province": "99"}, "province"),
+    ("verify", {"province": "legacy:34"}, "province"),  # its rows count under today's 33
 ]
+
+
+def test_the_state_as_of_the_calendars_last_day_is_everything_received(audit: Audit) -> None:
+    response = audit.get("state", as_of="9999-12-31T10:00:00Z")
+
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize(("path", "params", "field"), BAD_PARAMETERS)

@@ -154,3 +154,11 @@ def test_a_token_that_makes_no_sense_is_refused_with_a_clear_message_and_nothing
     # The error box may wrap a long line: compare the words.
     assert " ".join(message.split()) in " ".join(result.output.split()), result.output
     assert stored_tokens(cli_database) == []
+
+
+@pytest.mark.parametrize("province", ["legacy:34", "99", "18073"])
+def test_verify_takes_only_todays_provinces(province: str) -> None:
+    refused = runner.invoke(app, ["verify", "--province", province])
+
+    assert refused.exit_code == 2, refused.output
+    assert "not one of today's provinces" in refused.output

@@ -46,6 +46,7 @@ from services.web.problems import (
 )
 from shared.db.engine import snapshot
 from shared.events import EVENT_TYPES
+from shared.registry import LEGACY_PREFIX
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -277,6 +278,10 @@ def audit_verify(
     it. The log is read up to the offsets the projector has applied, so lag is not a difference.
     """
     scoped = resolve_scope(auditor, province, None).province
+    if scoped is None or scoped.startswith(LEGACY_PREFIX):
+        raise invalid_parameter(
+            "province", "verify compares today's provinces' rows: a province of 2025, e.g. 33"
+        )
     try:
         with open_log(api) as log:
             return verify(log, api.engine, api.tables, province=scoped)
