@@ -47,12 +47,12 @@ def start(
     job_id = str(uuid.uuid4())
     now = datetime.now(UTC)
     jobs = verification_jobs
-    with engine.begin() as conn:
-        _fail_abandoned(conn, now)
-        running = conn.scalar(sa.select(jobs.c.job_id).where(jobs.c.running == 1))
-        if running is not None:
-            raise AlreadyRunning(running)
-        try:
+    try:
+        with engine.begin() as conn:
+            _fail_abandoned(conn, now)
+            running = conn.scalar(sa.select(jobs.c.job_id).where(jobs.c.running == 1))
+            if running is not None:
+                raise AlreadyRunning(running)
             conn.execute(
                 jobs.insert().values(
                     job_id=job_id,
@@ -64,10 +64,10 @@ def start(
                     records_read=0,
                 )
             )
-        except sa.exc.IntegrityError:  # another process started one meanwhile
-            raise AlreadyRunning(
-                conn.scalar(sa.select(jobs.c.job_id).where(jobs.c.running == 1)) or "?"
-            ) from None
+    except sa.exc.IntegrityError:  # another process started one meanwhile: name it
+        with engine.connect() as conn:
+            running = conn.scalar(sa.select(jobs.c.job_id).where(jobs.c.running == 1))
+        raise AlreadyRunning(running or "?") from None
     thread = threading.Thread(
         target=_run, args=(engine, tables, open_log, job_id), name=f"verify-{job_id}", daemon=True
     )
