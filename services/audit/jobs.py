@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from services.audit.verify import LogSource, verify
 from shared.db.schema import ReadModels, verification_jobs
+from shared.ledger import utc
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,11 @@ def status(engine: sa.Engine, job_id: str) -> dict[str, Any] | None:
     shown: dict[str, Any] = {
         "job_id": row["job_id"],
         "status": row["status"],
-        "created_at": _utc(row["created_at"]),
-        "finished_at": _utc(row["finished_at"]) if row["finished_at"] else None,
+        "created_at": utc(row["created_at"]),
+        "finished_at": utc(row["finished_at"]) if row["finished_at"] else None,
         "progress": {"records_read": row["records_read"], "records_total": row["records_total"]},
     }
-    if row["status"] == "running" and datetime.now(UTC) - _utc(row["updated_at"]) > ABANDONED_AFTER:
+    if row["status"] == "running" and datetime.now(UTC) - utc(row["updated_at"]) > ABANDONED_AFTER:
         shown["status"] = "failed"
         shown["error"] = "abandoned: the process running it stopped"
     if row["report"] is not None:
@@ -150,7 +151,3 @@ def _fail_abandoned(conn: sa.Connection, now: datetime) -> None:
             error="abandoned: the process running it stopped",
         )
     )
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
