@@ -451,6 +451,7 @@ def verify(
                         progress=lambda read, total: progress.update(
                             task, completed=read, total=total
                         ),
+                        workers=settings.verify_workers,
                     )
     except (LogUnavailable, OperationalError) as exc:
         console.print(f"[red]cannot verify now: {exc}")

@@ -6,6 +6,7 @@ and commands can set the environment first.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -116,6 +117,12 @@ class ApiSettings(CommonSettings):
     # connection to run it on); past it the statement is cancelled and the request answered
     # 503 with Retry-After, so no request holds the database longer. 0: no limit.
     api_statement_timeout_seconds: float = Field(default=10.0, ge=0, le=3600)
+    # Processes a verification of the log (the HTTP job and `ledger verify`) checks partitions
+    # in at once, on PostgreSQL; each holds at most a chunk. One more than the cores: a worker
+    # waits for the database and Kafka about a third of its time. 1: in the calling process.
+    verify_workers: int = Field(
+        default_factory=lambda: min((os.cpu_count() or 1) + 1, 8), ge=1, le=64
+    )
 
 
 @cache

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -45,6 +46,11 @@ class Findings:
     def extend(self, differences: Iterable[Difference]) -> None:
         for difference in differences:
             self.add(difference)
+
+    def merge(self, other: Findings) -> None:
+        """Add what another check found (of other partitions: their chain breaks are apart)."""
+        self.counted(other.total, other.shown[: max(0, self.limit - len(self.shown))])
+        self.chain.update(other.chain)
 
     def counted(self, count: int, shown: list[Difference]) -> None:
         """``count`` differences, of which ``shown`` are described (a query's first rows)."""
@@ -230,9 +236,19 @@ def row_differences[K](
     """Rows the log implies and the database lacks, has too, or holds with other values."""
     skipped = set(ignore)
     differences: list[Difference] = []
+    # Most rows are equal: their compared values are fetched and compared as two tuples (in C),
+    # and only a row that differs is looked at column by column.
+    compared = _compared(expected, skipped)
     for key in sorted(expected.keys() | served.keys()):  # type: ignore[type-var]
         log_row = expected.get(key, absent)
         served_row = served.get(key, absent)
+        if compared is not None and log_row is not None and served_row is not None:
+            names, values = compared
+            try:
+                if log_row.keys() == names and values(log_row) == values(served_row):
+                    continue
+            except KeyError:
+                pass  # the served row lacks a column: compared by name below
         if log_row is None or served_row is None:
             problem = "missing" if served_row is None else "unexpected"
             columns = {}
@@ -259,6 +275,22 @@ def row_differences[K](
             }
         )
     return differences
+
+
+def _compared(
+    rows: Mapping[Any, Mapping[str, Any]], skipped: set[str]
+) -> tuple[Any, Callable[[Mapping[str, Any]], Any]] | None:
+    """The column names of the first expected row, and a getter of its compared values as one
+    tuple: a row with the same names (a row built by the same function) is equal when both
+    getters give equal tuples."""
+    first = next(iter(rows.values()), None)
+    if first is None:
+        return None
+    compared = [name for name in first if name not in skipped]
+    if not compared:
+        return None
+    getter = itemgetter(*compared)
+    return first.keys(), getter if len(compared) > 1 else lambda row: (getter(row),)
 
 
 PROBLEMS = {

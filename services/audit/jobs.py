@@ -43,8 +43,11 @@ def start(
     tables: ReadModels,
     open_log: Callable[[], LogSource],
     requested_by: str,
+    *,
+    workers: int = 1,
 ) -> str:
-    """Start a whole-log verification; its id. Raises AlreadyRunning if one runs."""
+    """Start a whole-log verification (in ``workers`` processes: ``verify``); its id. Raises
+    AlreadyRunning if one runs."""
     job_id = str(uuid.uuid4())
     now = datetime.now(UTC)
     jobs = verification_jobs
@@ -70,7 +73,10 @@ def start(
             running = conn.scalar(sa.select(jobs.c.job_id).where(jobs.c.running == 1))
         raise AlreadyRunning(running or "?") from None
     thread = threading.Thread(
-        target=_run, args=(engine, tables, open_log, job_id), name=f"verify-{job_id}", daemon=True
+        target=_run,
+        args=(engine, tables, open_log, job_id, workers),
+        name=f"verify-{job_id}",
+        daemon=True,
     )
     thread.start()
     return job_id
@@ -101,7 +107,11 @@ def status(engine: sa.Engine, job_id: str) -> dict[str, Any] | None:
 
 
 def _run(
-    engine: sa.Engine, tables: ReadModels, open_log: Callable[[], LogSource], job_id: str
+    engine: sa.Engine,
+    tables: ReadModels,
+    open_log: Callable[[], LogSource],
+    job_id: str,
+    workers: int,
 ) -> None:
     jobs = verification_jobs
     last_beat = 0.0
@@ -122,7 +132,7 @@ def _run(
     try:
         source = open_log()
         try:
-            report = verify(source, engine, tables, progress=beat)
+            report = verify(source, engine, tables, progress=beat, workers=workers)
         finally:
             close = getattr(source, "close", None)
             if close is not None:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 from types import TracebackType
 
 from kafka import TopicPartition
@@ -49,6 +50,8 @@ class Slice:
 class KafkaLog:
     def __init__(self, bootstrap_servers: str, topic: str, timeout_seconds: float = 10) -> None:
         self.topic = topic
+        self.opener = partial(KafkaLog, bootstrap_servers, topic, timeout_seconds)
+        """Opens the same log again: picklable, for another process to read it."""
         self.timeout_ms = int(timeout_seconds * 1000)
         try:
             self._consumer = log_reader(

@@ -12,7 +12,11 @@ the log when their own chunk was. Memory holds a chunk, whatever the log's lengt
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import batched
 from typing import Any, Protocol
@@ -22,8 +26,8 @@ import sqlalchemy as sa
 from services.audit.log import Slice
 from services.projector.store import applied_offsets, known_events
 from shared import registry
-from shared.db.engine import snapshot
-from shared.db.schema import ReadModels
+from shared.db.engine import export_snapshot, snapshot
+from shared.db.schema import ReadModels, read_model_tables
 from shared.db.upserts import one_of
 from shared.folds import LIST_FOLDS, STORED_FIGURES
 from shared.ledger import Head, chained
@@ -49,16 +53,44 @@ MAX_DIFFERENCES = 500
 CHUNK_RECORDS = 5_000
 
 Progress = Callable[[int, int], None]  # (records read, records to read)
+# Below this many records to read, the partitions are checked in the calling process: starting
+# worker processes (a second or two each) would cost more than it saves.
+PARALLEL_FROM_RECORDS = 50_000
 
 
 class LogSource(Protocol):
-    """What verify reads: ``services.audit.log.KafkaLog``, or a test's list of records."""
+    """What verify reads: ``services.audit.log.KafkaLog``, or a test's list of records. A source
+    with an ``opener`` (a picklable callable that opens the same log again) can be read by
+    several processes at once."""
 
     topic: str
 
     def end_offsets(self) -> dict[int, int]: ...
 
     def read(self, slices: Iterable[Slice]) -> Iterator[Record]: ...
+
+
+@dataclass(frozen=True)
+class _Partition:
+    """One partition's share of a verification."""
+
+    partition: int
+    stop: int  # the log is read up to, not including, this offset
+    applied: int  # the projector applied the records before this offset
+    kept: frozenset[int]  # offsets whose chain hash is wanted: stored and saved heads
+
+
+@dataclass
+class _Checked:
+    """What checking one partition found."""
+
+    partition: int
+    findings: Findings
+    events: int = 0
+    retractions: int = 0
+    read: int = 0
+    head: Head | None = None
+    at_kept: dict[int, str] = field(default_factory=dict)
 
 
 def verify(
@@ -69,11 +101,18 @@ def verify(
     province: str | None = None,
     saved_heads: Iterable[Head] = (),
     progress: Progress | None = None,
+    workers: int = 1,
+    parallel_from: int = PARALLEL_FROM_RECORDS,
 ) -> dict[str, Any]:
     """Compare the read models and chain with the log: ``{"status": "consistent", ...}``, or
     ``"inconsistent"`` with the differences. ``saved_heads`` (exported earlier by
     ``ledger verify --heads``) are checked in the same read; the report ends with the log's
-    chain head of each partition as read."""
+    chain head of each partition as read.
+
+    With ``workers`` > 1, on PostgreSQL and a log with an ``opener``, that many processes check
+    partitions at once (when there are ``parallel_from`` records or more to read), each in the
+    same database snapshot as this one; the report is the one a single process would give.
+    """
     saved: dict[tuple[int, int], str] = {(h.partition, h.offset): h.hash for h in saved_heads}
     findings = Findings(MAX_DIFFERENCES)
     with snapshot(engine) as conn:
@@ -86,32 +125,54 @@ def verify(
         stops = {p: next_offset for p, (next_offset, _) in applied.items()}
         for partition, offset in saved:
             stops[partition] = max(stops.get(partition, 0), offset + 1)
-        total = sum(min(stop, ends.get(p, 0)) for p, stop in stops.items())
-        heads: dict[int, Head] = {}
-        # the log's hash at every position a head was kept for: the projector's and saved ones
-        at_kept: dict[tuple[int, int], str] = {}
         kept = {(p, n - 1) for p, (n, _) in applied.items() if n} | saved.keys()
-        events = retractions = read = 0
-        for partition, stop in sorted(stops.items()):
-            applied_up_to = applied.get(partition, (0, ""))[0]
-            last = last_hash = genesis_hash(partition)
-            whole = Slice(partition, 0, min(stop, ends.get(partition, 0)))
-            for chunk in batched(log.read([whole]), CHUNK_RECORDS):
-                hashes: dict[tuple[int, int], str] = {}
-                for record, hashed in chained(chunk, {partition: last}):
-                    hashes[(partition, record.offset)] = last = hashed
-                at_kept.update((at, hashes[at]) for at in kept & hashes.keys())
-                applied_here = [r for r in chunk if r.offset < applied_up_to]
-                if applied_here:
-                    counts = _check_chunk(
-                        conn, tables, applied_here, hashes, findings, province, before=last_hash
-                    )
-                    events, retractions = events + counts[0], retractions + counts[1]
-                last_hash = last
-                heads[partition] = Head(partition, chunk[-1].offset, last)
-                read += len(chunk)
-                if progress:
-                    progress(read, total)
+        shares = [
+            _Partition(
+                partition,
+                min(stop, ends.get(partition, 0)),
+                applied.get(partition, (0, ""))[0],
+                frozenset(offset for p, offset in kept if p == partition),
+            )
+            for partition, stop in sorted(stops.items())
+        ]
+        total = sum(share.stop for share in shares)
+        read = 0
+
+        def counted(records: int) -> None:
+            nonlocal read
+            read += records
+            if progress:
+                progress(read, total)
+
+        opener = getattr(log, "opener", None)
+        in_workers = min(workers, sum(1 for share in shares if share.stop))
+        if (
+            in_workers > 1
+            and opener is not None
+            and conn.dialect.name == "postgresql"
+            and total >= parallel_from
+        ):
+            checked = _check_in_workers(
+                in_workers, engine, tables, opener, export_snapshot(conn), shares, province, counted
+            )
+        else:
+            checked = [
+                _check_partition(conn, tables, log, share, province, counted) for share in shares
+            ]
+        at_kept: dict[tuple[int, int], str] = {}
+        heads: dict[int, Head] = {}
+        events = retractions = 0
+        read = sum(done.read for done in checked)
+        if progress:  # the workers' last updates may still be on their way
+            progress(read, total)
+        for done in checked:  # in partition order, as one process would have found them
+            findings.merge(done.findings)
+            events, retractions = events + done.events, retractions + done.retractions
+            at_kept.update(
+                ((done.partition, offset), hashed) for offset, hashed in done.at_kept.items()
+            )
+            if done.head is not None:
+                heads[done.partition] = done.head
         for p, (next_offset, stored_hash) in sorted(applied.items()):
             found = at_kept.get((p, next_offset - 1))
             if next_offset and found != stored_hash:
@@ -144,6 +205,107 @@ def verify(
         "differences_total": total_differences,
         "differences": shown,
     }
+
+
+def _check_partition(
+    conn: sa.Connection,
+    tables: ReadModels,
+    log: LogSource,
+    share: _Partition,
+    province: str | None,
+    counted: Callable[[int], None],
+) -> _Checked:
+    """Read one partition's log in chunks and check each against the rows stored for it."""
+    partition = share.partition
+    checked = _Checked(partition, Findings(MAX_DIFFERENCES))
+    last = last_hash = genesis_hash(partition)
+    for chunk in batched(log.read([Slice(partition, 0, share.stop)]), CHUNK_RECORDS):
+        hashes: dict[tuple[int, int], str] = {}
+        for record, hashed in chained(chunk, {partition: last}):
+            hashes[(partition, record.offset)] = last = hashed
+            if record.offset in share.kept:
+                checked.at_kept[record.offset] = hashed
+        applied_here = [r for r in chunk if r.offset < share.applied]
+        if applied_here:
+            events, retractions = _check_chunk(
+                conn, tables, applied_here, hashes, checked.findings, province, before=last_hash
+            )
+            checked.events += events
+            checked.retractions += retractions
+        last_hash = last
+        checked.head = Head(partition, chunk[-1].offset, last)
+        checked.read += len(chunk)
+        counted(len(chunk))
+    return checked
+
+
+def _check_in_workers(
+    workers: int,
+    engine: sa.Engine,
+    tables: ReadModels,
+    opener: Callable[[], LogSource],
+    shared_snapshot: str,
+    shares: list[_Partition],
+    province: str | None,
+    counted: Callable[[int], None],
+) -> list[_Checked]:
+    """Check the partitions in ``workers`` processes, the largest first, each process in the
+    snapshot this one exported; their progress comes back through a queue."""
+    context = multiprocessing.get_context("spawn")  # no copy of this process's threads or locks
+    updates = context.Queue()
+    url = engine.url.render_as_string(hide_password=False)
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(url, tables.prefix, opener, shared_snapshot, updates),
+    ) as pool:
+        futures = {
+            share.partition: pool.submit(_check_in_worker, share, province)
+            for share in sorted(shares, key=lambda share: -share.stop)
+        }
+        pending: set[Future[_Checked]] = set(futures.values())
+        while pending:
+            _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while not updates.empty():
+                counted(updates.get())
+        while not updates.empty():
+            counted(updates.get())
+        return [futures[partition].result() for partition in sorted(futures)]
+
+
+# A worker process's own engine, tables, log and snapshot (set by _start_worker).
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(
+    url: str,
+    prefix: str,
+    opener: Callable[[], LogSource],
+    shared_snapshot: str,
+    updates: Any,
+) -> None:
+    _worker.update(
+        # no pool pre-ping: the snapshot must be the first statement of its transaction
+        engine=sa.create_engine(url, poolclass=sa.pool.NullPool),
+        tables=read_model_tables(sa.MetaData(), prefix),
+        opener=opener,
+        snapshot=shared_snapshot,
+        updates=updates,
+    )
+    registry.lookup("01")  # load the registry now, then leave it (and the modules) out of
+    gc.collect()  # every garbage collection: a worker only makes short-lived rows after this
+    gc.freeze()
+
+
+def _check_in_worker(share: _Partition, province: str | None) -> _Checked:
+    if "log" not in _worker:  # opened by the first task, so that a failure is its exception
+        _worker["log"] = _worker["opener"]()
+    with snapshot(_worker["engine"], shared=_worker["snapshot"]) as conn:
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+        return _check_partition(
+            conn, _worker["tables"], _worker["log"], share, province, _worker["updates"].put
+        )
 
 
 def _in(row: Mapping[str, Any], province: str | None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,11 +40,13 @@ def database_answers(engine: sa.Engine) -> bool:
 
 
 @contextmanager
-def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
+def snapshot(engine: sa.Engine, *, shared: str | None = None) -> Iterator[sa.Connection]:
     """A read-only connection whose queries all see one moment of the database.
 
     PostgreSQL's REPEATABLE READ gives that. On SQLite a transaction does (WAL), but pysqlite
     begins one only at the first write: BEGIN is sent here, so the reads are one transaction.
+    ``shared`` (PostgreSQL): a snapshot another transaction exported (``export_snapshot``), so
+    that several processes read the same moment.
     """
     options: dict[str, Any] = {}
     if engine.dialect.name == "postgresql":
@@ -51,7 +54,21 @@ def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
     with engine.connect().execution_options(**options) as conn, conn.begin():
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN")
+        elif shared is not None:
+            if not SNAPSHOT_ID.fullmatch(shared):
+                raise ValueError(f"not a snapshot id: {shared!r}")
+            # a utility statement takes no parameters; the id was checked above
+            conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{shared}'")
         yield conn
+
+
+SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
+
+
+def export_snapshot(conn: sa.Connection) -> str:
+    """The id other transactions import (``snapshot(shared=...)``) to see what ``conn``'s
+    REPEATABLE READ transaction sees; valid while that transaction lasts (PostgreSQL)."""
+    return str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> sa.Engine:

@@ -123,6 +123,11 @@ class ReadModels:
     dead_letters: sa.Table
 
     @property
+    def prefix(self) -> str:
+        """The prefix their names were made with (``read_model_tables``)."""
+        return self.offsets.name.removesuffix("projector_offsets")
+
+    @property
     def all(self) -> tuple[sa.Table, ...]:
         return (
             self.offsets,

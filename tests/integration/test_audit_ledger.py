@@ -16,14 +16,16 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from kafka import KafkaProducer
 
 from services.api.scopes import resolve_scope
 from services.api.summary import FRAMES, Frame, parse_group_by, province_column_name, summary_rows
 from services.audit import verify as verifying
-from services.audit.log import Slice
+from services.audit.log import KafkaLog, Slice
 from services.projector.store import ReadModelStore
 from services.web.auth import Principal
 from shared import folds
+from shared.db.engine import make_engine
 from shared.db.schema import read_models
 from shared.events import parse_event
 from shared.examples import EXAMPLES
@@ -136,6 +138,73 @@ def history() -> tuple[Log, dict[str, dict[str, Any]]]:
     events["exception"] = make_event("CommendationAwarded", BA_DINH, "2025-08-02")
     log.append(events["exception"], 41)
     return log, events
+
+
+def test_verify_in_worker_processes_reports_what_one_process_does(
+    postgres_url: str,
+    kafka_bootstrap: str,
+    topic: str,
+    history: tuple[Log, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The partitions checked by spawned processes, each in the snapshot this one exported and
+    reading the real topic: the same report, differences included, and progress to the end."""
+    log, _ = history
+    producer = KafkaProducer(
+        bootstrap_servers=kafka_bootstrap, acks="all", max_in_flight_requests_per_connection=1
+    )
+    for record in log.records:
+        producer.send(topic, record.value, key=record.key, partition=record.partition)
+    producer.flush()
+    producer.close()
+    engine = make_engine(postgres_url)
+    store = ReadModelStore(engine, read_models, topic)
+    for start in range(0, len(log.records), 3):
+        store.apply(log.records[start : start + 3])
+    changes, archive = read_models.changes, read_models.archive
+    with engine.begin() as conn:  # a figure in partition 1, a stored body in partition 0
+        conn.execute(
+            changes.update()
+            .where(changes.c.partition == 1, changes.c.offset == 0)
+            .values(leaflets=changes.c.leaflets + 7)
+        )
+        conn.execute(
+            archive.update()
+            .where(archive.c.partition == 0, archive.c.offset == 1)
+            .values(body=archive.c.body + " ")
+        )
+    in_workers: list[int] = []
+    spawned = verifying._check_in_workers
+
+    def counted_spawn(workers: int, *args: Any) -> Any:
+        in_workers.append(workers)
+        return spawned(workers, *args)
+
+    monkeypatch.setattr(verifying, "_check_in_workers", counted_spawn)
+    progress: list[tuple[int, int]] = []
+    with KafkaLog(kafka_bootstrap, topic) as kafka:
+        one = verifying.verify(kafka, engine, read_models)
+        many = verifying.verify(
+            kafka,
+            engine,
+            read_models,
+            workers=2,
+            parallel_from=0,
+            progress=lambda read, total: progress.append((read, total)),
+        )
+    engine.dispose()
+
+    assert in_workers == [2]
+    assert one["status"] == "inconsistent"
+    assert {(d["table"], tuple(d["columns"])) for d in one["differences"]} == {
+        ("event_archive", ("body",)),
+        ("figure_changes", ("leaflets",)),
+        # the changes no longer sum to the figures stored from them
+        ("daily_figures", ("leaflets",)),
+        ("figures_by_received_day", ("leaflets",)),
+    }
+    assert many == one
+    assert progress[-1] == (len(log.records), len(log.records))
 
 
 def verify(engine: sa.Engine, records: Sequence[Record], **options: Any) -> dict[str, Any]:

@@ -320,7 +320,13 @@ def start_verification(api: ApiDep, auditor: Auditor, response: Response) -> Any
     except LogUnavailable as exc:
         raise unavailable(exc) from None
     try:
-        job_id = jobs.start(api.engine, api.tables, lambda: open_log(api), auditor.token_id)
+        job_id = jobs.start(
+            api.engine,
+            api.tables,
+            lambda: open_log(api),
+            auditor.token_id,
+            workers=api.settings.verify_workers,
+        )
     except jobs.AlreadyRunning as exc:
         raise Problem(
             409,
