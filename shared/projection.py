@@ -137,19 +137,25 @@ def project(
     decoded: Sequence[Decoded],
     starts: Mapping[int, str],
     known: Mapping[UUID, KnownEvent],
+    *,
+    hashes: Mapping[Position, str] | None = None,
 ) -> Step:
     """The rows ``decoded`` (log order within each partition) gives, after records already
     applied: ``starts[p]`` is the chain hash before the first record of partition ``p`` here
     (absent: the partition's genesis), ``known`` the events archived earlier among
-    ``referenced_ids(decoded)``, each with whether it is retracted already.
+    ``referenced_ids(decoded)``, each with whether it is retracted already. ``hashes``: the
+    chain hash at each record, when the caller hashed them already (verify does, as it reads).
     """
     step = Step()
     last = dict(starts)
     for item in decoded:
         record = item.record
+        at = (record.partition, record.offset)
+        if hashes is not None:
+            step.hashes[at] = hashes[at]
+            continue
         previous = last.get(record.partition) or genesis_hash(record.partition)
-        last[record.partition] = chain_hash(previous, record.value)
-        step.hashes[(record.partition, record.offset)] = last[record.partition]
+        last[record.partition] = step.hashes[at] = chain_hash(previous, record.value)
     step.dead_letters = [(d.record, d.problem or "") for d in decoded if d.event is None]
     stored = [d.event for d in decoded if d.event is not None]
     changes = _fold_parking(stored, known, step)
@@ -254,8 +260,13 @@ def change_row(
         "day": day,
         "month": day.year * 100 + day.month,
         **attribution_columns(attribution),
-        **{name: delta.get(name, 0) for name in STORED_FIGURES},
+        **NO_FIGURES,
+        **delta,
     }
+
+
+# Every stored figure at zero: a change row names them all (a contribution only its own).
+NO_FIGURES = dict.fromkeys(STORED_FIGURES, 0)
 
 
 def archive_row(

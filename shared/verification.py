@@ -236,19 +236,9 @@ def row_differences[K](
     """Rows the log implies and the database lacks, has too, or holds with other values."""
     skipped = set(ignore)
     differences: list[Difference] = []
-    # Most rows are equal: their compared values are fetched and compared as two tuples (in C),
-    # and only a row that differs is looked at column by column.
-    compared = _compared(expected, skipped)
-    for key in sorted(expected.keys() | served.keys()):  # type: ignore[type-var]
+    for key in sorted(_unequal(expected, served, skipped)):  # type: ignore[type-var]
         log_row = expected.get(key, absent)
         served_row = served.get(key, absent)
-        if compared is not None and log_row is not None and served_row is not None:
-            names, values = compared
-            try:
-                if log_row.keys() == names and values(log_row) == values(served_row):
-                    continue
-            except KeyError:
-                pass  # the served row lacks a column: compared by name below
         if log_row is None or served_row is None:
             problem = "missing" if served_row is None else "unexpected"
             columns = {}
@@ -277,20 +267,35 @@ def row_differences[K](
     return differences
 
 
-def _compared(
-    rows: Mapping[Any, Mapping[str, Any]], skipped: set[str]
-) -> tuple[Any, Callable[[Mapping[str, Any]], Any]] | None:
-    """The column names of the first expected row, and a getter of its compared values as one
-    tuple: a row with the same names (a row built by the same function) is equal when both
-    getters give equal tuples."""
-    first = next(iter(rows.values()), None)
+def _unequal[K](
+    expected: Mapping[K, Mapping[str, Any]],
+    served: Mapping[K, Mapping[str, Any]],
+    skipped: set[str],
+) -> list[K]:
+    """The keys of the rows that may differ: all but those whose compared values are equal
+    as they come. Most rows are equal: their values are taken and compared as two tuples (in C),
+    with the column names of the first expected row (rows built by one function share them)."""
+    first = next(iter(expected.values()), None)
     if first is None:
-        return None
+        return list(served)
     compared = [name for name in first if name not in skipped]
-    if not compared:
-        return None
-    getter = itemgetter(*compared)
-    return first.keys(), getter if len(compared) > 1 else lambda row: (getter(row),)
+    if len(compared) < 2:  # (one name: itemgetter gives a value, not a tuple)
+        return list(expected.keys() | served.keys())
+    names, values = first.keys(), itemgetter(*compared)
+    left = [key for key in served if key not in expected]
+    for key, log_row in expected.items():
+        served_row = served.get(key)
+        try:
+            if (
+                served_row is not None
+                and log_row.keys() == names
+                and values(log_row) == values(served_row)
+            ):
+                continue
+        except KeyError:  # the served row lacks a column: compared by name
+            pass
+        left.append(key)
+    return left
 
 
 PROBLEMS = {

@@ -335,7 +335,7 @@ def _check_chunk(
     # other ids (resends, retraction targets, rows missing) are looked up.
     wanted = referenced_ids(decoded) - stored.archive.keys()
     known = known_events(conn, tables, wanted, archived_before=(partition, start))
-    step = project(decoded, {partition: before}, known)
+    step = project(decoded, {partition: before}, known, hashes=hashes)
     _stored_for(conn, tables, step, stored, province)
     if province is not None:  # dead letters belong to no province: those of the records read
         read = {(r.partition, r.offset) for r in records}
