@@ -144,6 +144,19 @@ def verify(
             if progress:
                 progress(read, total)
 
+        # The checks in SQL alone (the snapshot's own rows against each other); in this
+        # process while the workers read the log, if there are workers.
+        in_sql = Findings(MAX_DIFFERENCES)
+        marked_retracted = 0
+
+        def check_in_sql() -> None:
+            nonlocal marked_retracted
+            _unapplied_rows(conn, tables, applied, province, in_sql)
+            _sums_against_changes(conn, tables, province, in_sql, by_received_day=False)
+            _sums_against_changes(conn, tables, province, in_sql, by_received_day=True)
+            _orphan_list_rows(conn, tables, province, in_sql)
+            marked_retracted = _marked_retracted(conn, tables, province)
+
         opener = getattr(log, "opener", None)
         in_workers = min(workers, sum(1 for share in shares if share.stop))
         if (
@@ -153,12 +166,21 @@ def verify(
             and total >= parallel_from
         ):
             checked = _check_in_workers(
-                in_workers, engine, tables, opener, export_snapshot(conn), shares, province, counted
+                in_workers,
+                engine,
+                tables,
+                opener,
+                export_snapshot(conn),
+                shares,
+                province,
+                counted,
+                meanwhile=check_in_sql,
             )
         else:
             checked = [
                 _check_partition(conn, tables, log, share, province, counted) for share in shares
             ]
+            check_in_sql()
         at_kept: dict[tuple[int, int], str] = {}
         heads: dict[int, Head] = {}
         events = retractions = 0
@@ -185,11 +207,9 @@ def verify(
             found = at_kept.get((p, offset))
             if found != hash_kept:
                 findings.add(head_difference("saved_head", p, offset, hash_kept, found, saved=True))
-        _unapplied_rows(conn, tables, applied, province, findings)
-        _sums_against_changes(conn, tables, province, findings, by_received_day=False)
-        _sums_against_changes(conn, tables, province, findings, by_received_day=True)
-        _orphan_list_rows(conn, tables, province, findings)
-        findings.extend(_retraction_count(conn, tables, retractions, province))
+        findings.merge(in_sql)
+        if marked_retracted != retractions:
+            findings.add(_retraction_count_difference(marked_retracted, retractions))
     total_differences, shown = findings.report()
     return {
         "status": "inconsistent" if total_differences else "consistent",
@@ -248,9 +268,12 @@ def _check_in_workers(
     shares: list[_Partition],
     province: str | None,
     counted: Callable[[int], None],
+    *,
+    meanwhile: Callable[[], None],
 ) -> list[_Checked]:
     """Check the partitions in ``workers`` processes, the largest first, each process in the
-    snapshot this one exported; their progress comes back through a queue."""
+    snapshot this one exported; their progress comes back through a queue. ``meanwhile`` runs
+    here while they work."""
     context = multiprocessing.get_context("spawn")  # no copy of this process's threads or locks
     updates = context.Queue()
     url = engine.url.render_as_string(hide_password=False)
@@ -264,6 +287,7 @@ def _check_in_workers(
             share.partition: pool.submit(_check_in_worker, share, province)
             for share in sorted(shares, key=lambda share: -share.stop)
         }
+        meanwhile()
         pending: set[Future[_Checked]] = set(futures.values())
         while pending:
             _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -598,26 +622,25 @@ def _orphan_list_rows(
         )
 
 
-def _retraction_count(
-    conn: sa.Connection, tables: ReadModels, retractions: int, province: str | None
-) -> Iterator[Difference]:
-    """Each retraction in the log was checked on its target; rows marked retracted that no
-    retraction in the log explains are found by counting them."""
+def _marked_retracted(conn: sa.Connection, tables: ReadModels, province: str | None) -> int:
     archive = tables.archive
     query = sa.select(sa.func.count()).where(archive.c.retracted_by.is_not(None))
     if province:
         query = query.where(archive.c.province_code == province)
-    marked = int(conn.scalar(query) or 0)
-    if marked != retractions:
-        yield {
-            "kind": "retractions",
-            "table": "event_archive",
-            "problem": "the archive marks a different number of events retracted than the log "
-            "retracts",
-            "served": marked,
-            "log": retractions,
-            "positions": [],
-        }
+    return int(conn.scalar(query) or 0)
+
+
+def _retraction_count_difference(marked: int, retractions: int) -> Difference:
+    """Each retraction in the log was checked on its target; rows marked retracted that no
+    retraction in the log explains are found by counting them."""
+    return {
+        "kind": "retractions",
+        "table": "event_archive",
+        "problem": "the archive marks a different number of events retracted than the log retracts",
+        "served": marked,
+        "log": retractions,
+        "positions": [],
+    }
 
 
 def log_heads(log: LogSource) -> dict[str, Any]:

@@ -176,9 +176,9 @@ def test_verify_in_worker_processes_reports_what_one_process_does(
     in_workers: list[int] = []
     spawned = verifying._check_in_workers
 
-    def counted_spawn(workers: int, *args: Any) -> Any:
+    def counted_spawn(workers: int, *args: Any, **options: Any) -> Any:
         in_workers.append(workers)
-        return spawned(workers, *args)
+        return spawned(workers, *args, **options)
 
     monkeypatch.setattr(verifying, "_check_in_workers", counted_spawn)
     progress: list[tuple[int, int]] = []
