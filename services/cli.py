@@ -406,7 +406,7 @@ def verify(
     from sqlalchemy.exc import OperationalError
 
     from services.audit.log import KafkaLog, LogUnavailable
-    from services.audit.verify import log_heads, saved_heads
+    from services.audit.verify import WorkerLost, log_heads, saved_heads
     from services.audit.verify import verify as verify_log
     from shared import registry
     from shared.db.schema import read_models
@@ -453,7 +453,7 @@ def verify(
                         ),
                         workers=settings.verify_workers,
                     )
-    except (LogUnavailable, OperationalError) as exc:
+    except (LogUnavailable, OperationalError, WorkerLost) as exc:
         console.print(f"[red]cannot verify now: {exc}")
         raise typer.Exit(2) from None
     text = json.dumps(report, ensure_ascii=False, indent=2) + "\n"

@@ -26,6 +26,14 @@ from shared.db.engine import make_engine
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    """Wait for a condition, never for a fixed time: poll it, and fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up after {timeout} s"
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

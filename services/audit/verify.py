@@ -16,6 +16,7 @@ import gc
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import batched
@@ -68,6 +69,11 @@ class LogSource(Protocol):
     def end_offsets(self) -> dict[int, int]: ...
 
     def read(self, slices: Iterable[Slice]) -> Iterator[Record]: ...
+
+
+class WorkerLost(Exception):
+    """A verification's worker process ended before its partitions were checked (killed, or out
+    of memory): the verification stops, and can be started again."""
 
 
 @dataclass(frozen=True)
@@ -293,9 +299,12 @@ def _check_in_workers(
             _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             while not updates.empty():
                 counted(updates.get())
-        while not updates.empty():
-            counted(updates.get())
-        return [futures[partition].result() for partition in sorted(futures)]
+        try:
+            return [futures[partition].result() for partition in sorted(futures)]
+        except BrokenProcessPool as exc:
+            raise WorkerLost(
+                f"a worker process ended before its partitions were checked: {exc}"
+            ) from exc
 
 
 # A worker process's own engine, tables, log and snapshot (set by _start_worker).

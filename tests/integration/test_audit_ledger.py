@@ -8,6 +8,10 @@ audit tests.
 from __future__ import annotations
 
 import copy
+import multiprocessing
+import os
+import signal
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -33,6 +37,7 @@ from shared.folds import STORED_FIGURES, summary_row
 from shared.ledger import FigureKey, Head, fold_log
 from shared.projection import Record
 from shared.records import encode_event
+from tests.support import wait_until
 
 TOPIC = "audit-ledger-test"
 HA_TINH_CITY, BA_DINH, HOAN_KIEM = "436", "001", "002"  # legacy districts
@@ -140,15 +145,11 @@ def history() -> tuple[Log, dict[str, dict[str, Any]]]:
     return log, events
 
 
-def test_verify_in_worker_processes_reports_what_one_process_does(
-    postgres_url: str,
-    kafka_bootstrap: str,
-    topic: str,
-    history: tuple[Log, dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The partitions checked by spawned processes, each in the snapshot this one exported and
-    reading the real topic: the same report, differences included, and progress to the end."""
+@pytest.fixture
+def on_kafka(
+    postgres_url: str, kafka_bootstrap: str, topic: str, history: tuple[Log, dict[str, Any]]
+) -> Iterator[tuple[sa.Engine, KafkaLog, Log]]:
+    """The history written to a real topic at the same positions, and projected on PostgreSQL."""
     log, _ = history
     producer = KafkaProducer(
         bootstrap_servers=kafka_bootstrap, acks="all", max_in_flight_requests_per_connection=1
@@ -161,6 +162,17 @@ def test_verify_in_worker_processes_reports_what_one_process_does(
     store = ReadModelStore(engine, read_models, topic)
     for start in range(0, len(log.records), 3):
         store.apply(log.records[start : start + 3])
+    with KafkaLog(kafka_bootstrap, topic) as kafka:
+        yield engine, kafka, log
+    engine.dispose()
+
+
+def test_verify_in_worker_processes_reports_what_one_process_does(
+    on_kafka: tuple[sa.Engine, KafkaLog, Log], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The partitions checked by spawned processes, each in the snapshot this one exported and
+    reading the real topic: the same report, differences included, and progress to the end."""
+    engine, kafka, log = on_kafka
     changes, archive = read_models.changes, read_models.archive
     with engine.begin() as conn:  # a figure in partition 1, a stored body in partition 0
         conn.execute(
@@ -182,17 +194,15 @@ def test_verify_in_worker_processes_reports_what_one_process_does(
 
     monkeypatch.setattr(verifying, "_check_in_workers", counted_spawn)
     progress: list[tuple[int, int]] = []
-    with KafkaLog(kafka_bootstrap, topic) as kafka:
-        one = verifying.verify(kafka, engine, read_models)
-        many = verifying.verify(
-            kafka,
-            engine,
-            read_models,
-            workers=2,
-            parallel_from=0,
-            progress=lambda read, total: progress.append((read, total)),
-        )
-    engine.dispose()
+    one = verifying.verify(kafka, engine, read_models)
+    many = verifying.verify(
+        kafka,
+        engine,
+        read_models,
+        workers=2,
+        parallel_from=0,
+        progress=lambda read, total: progress.append((read, total)),
+    )
 
     assert in_workers == [2]
     assert one["status"] == "inconsistent"
@@ -205,6 +215,54 @@ def test_verify_in_worker_processes_reports_what_one_process_does(
     }
     assert many == one
     assert progress[-1] == (len(log.records), len(log.records))
+
+
+def test_a_killed_verify_worker_stops_the_verification_with_its_reason(
+    on_kafka: tuple[sa.Engine, KafkaLog, Log],
+) -> None:
+    """A worker killed mid-check (as the kernel's OOM killer would): verify raises WorkerLost
+    rather than report on partitions nobody checked, and the other worker is stopped too."""
+    engine, kafka, _ = on_kafka
+    blocker = engine.connect()
+    blocker.begin()
+    # every reader of the archive waits behind this lock: the workers are caught mid-check
+    blocker.exec_driver_sql("LOCK TABLE event_archive IN ACCESS EXCLUSIVE MODE")
+    outcome: list[BaseException | dict[str, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append(verifying.verify(kafka, engine, read_models, workers=2, parallel_from=0))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        waiting = sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        )
+
+        def behind_the_lock() -> int:
+            # a transaction of its own each time: pg_stat_activity is read once per transaction
+            with engine.connect() as watcher:
+                return int(watcher.execute(waiting).scalar_one())
+
+        # the two workers and this process's own SQL checks, all behind the lock
+        wait_until(lambda: behind_the_lock() >= 3, timeout=60)
+        [worker, *_] = multiprocessing.active_children()
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGKILL)
+        wait_until(lambda: not worker.is_alive(), timeout=30)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    thread.join(timeout=120)
+
+    [raised] = outcome
+    assert isinstance(raised, verifying.WorkerLost), raised
+    assert "ended before its partitions were checked" in str(raised)
+    wait_until(lambda: not multiprocessing.active_children(), timeout=30)
 
 
 def verify(engine: sa.Engine, records: Sequence[Record], **options: Any) -> dict[str, Any]:
