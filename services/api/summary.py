@@ -123,10 +123,12 @@ def summary_rows(
         keys.append(figures.c.unit_code)
     if period:
         keys.append(_period(figures, period))
-    # cast: PostgreSQL sums bigints as numeric, which the driver hands over as Decimals (the
-    # largest part of a long answer's cost); no sum of real figures comes near 2**63
+    # PostgreSQL's sum() of bigints is a numeric: a 128-bit state per group and a numeric built
+    # at its end, which a summary of many groups paid per group. bigint_sum (migration 0006)
+    # adds them as bigints. SQLite's sum() of integers is one already.
+    total = sa.func.bigint_sum if conn.dialect.name == "postgresql" else sa.func.sum
     sums = [
-        sa.cast(sa.func.coalesce(sa.func.sum(figures.c[name]), 0), sa.BigInteger).label(name)
+        sa.func.coalesce(total(figures.c[name]), 0, type_=sa.BigInteger).label(name)
         for name in STORED_FIGURES
     ]
     query = sa.select(*keys, *sums).where(*where(figures))
