@@ -397,8 +397,9 @@ def verify(
     """Check the read models and the stored hash chain against the log, chunk by chunk.
 
     Prints a JSON report and exits 0 when consistent, 1 with the differences, 2 when Kafka or
-    the database cannot be read. With --heads, prints the chain heads instead. Memory stays flat
-    however long the log is; a progress bar shows how far it has read.
+    the database cannot be read (or a worker process ended). With --heads, prints the chain
+    heads instead. On PostgreSQL the partitions are checked by VERIFY_WORKERS processes. Memory
+    stays flat however long the log is; a progress bar shows how far it has read.
     """
     import json
 
