@@ -128,19 +128,7 @@ def verify(
             conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
         applied = applied_offsets(conn, tables, log.topic)
         ends = log.end_offsets()
-        stops = {p: next_offset for p, (next_offset, _) in applied.items()}
-        for partition, offset in saved:
-            stops[partition] = max(stops.get(partition, 0), offset + 1)
-        kept = {(p, n - 1) for p, (n, _) in applied.items() if n} | saved.keys()
-        shares = [
-            _Partition(
-                partition,
-                min(stop, ends.get(partition, 0)),
-                applied.get(partition, (0, ""))[0],
-                frozenset(offset for p, offset in kept if p == partition),
-            )
-            for partition, stop in sorted(stops.items())
-        ]
+        shares = _shares(applied, ends, saved)
         total = sum(share.stop for share in shares)
         read = 0
 
@@ -187,32 +175,14 @@ def verify(
                 _check_partition(conn, tables, log, share, province, counted) for share in shares
             ]
             check_in_sql()
-        at_kept: dict[tuple[int, int], str] = {}
-        heads: dict[int, Head] = {}
-        events = retractions = 0
         read = sum(done.read for done in checked)
         if progress:  # the workers' last updates may still be on their way
             progress(read, total)
         for done in checked:  # in partition order, as one process would have found them
             findings.merge(done.findings)
-            events, retractions = events + done.events, retractions + done.retractions
-            at_kept.update(
-                ((done.partition, offset), hashed) for offset, hashed in done.at_kept.items()
-            )
-            if done.head is not None:
-                heads[done.partition] = done.head
-        for p, (next_offset, stored_hash) in sorted(applied.items()):
-            found = at_kept.get((p, next_offset - 1))
-            if next_offset and found != stored_hash:
-                findings.add(
-                    head_difference(
-                        "chain_head", p, next_offset - 1, stored_hash, found, saved=False
-                    )
-                )
-        for (p, offset), hash_kept in sorted(saved.items()):
-            found = at_kept.get((p, offset))
-            if found != hash_kept:
-                findings.add(head_difference("saved_head", p, offset, hash_kept, found, saved=True))
+        events = sum(done.events for done in checked)
+        retractions = sum(done.retractions for done in checked)
+        _check_heads(checked, applied, saved, findings)
         findings.merge(in_sql)
         if marked_retracted != retractions:
             findings.add(_retraction_count_difference(marked_retracted, retractions))
@@ -227,10 +197,57 @@ def verify(
             "log_end_offsets": {str(p): n for p, n in sorted(ends.items())},
             "saved_heads": len(saved),
         },
-        "heads": [heads[p].as_json() for p in sorted(heads)],
+        "heads": [done.head.as_json() for done in checked if done.head is not None],
         "differences_total": total_differences,
         "differences": shown,
     }
+
+
+def _shares(
+    applied: Mapping[int, tuple[int, str]],
+    ends: Mapping[int, int],
+    saved: Mapping[tuple[int, int], str],
+) -> list[_Partition]:
+    """Each partition's share, in partition order: the log is read up to what the projector
+    applied (or past it, to a saved head), and no further than it reaches."""
+    stops = {p: next_offset for p, (next_offset, _) in applied.items()}
+    for partition, offset in saved:
+        stops[partition] = max(stops.get(partition, 0), offset + 1)
+    kept = {(p, n - 1) for p, (n, _) in applied.items() if n} | saved.keys()
+    return [
+        _Partition(
+            partition,
+            min(stop, ends.get(partition, 0)),
+            applied.get(partition, (0, ""))[0],
+            frozenset(offset for p, offset in kept if p == partition),
+        )
+        for partition, stop in sorted(stops.items())
+    ]
+
+
+def _check_heads(
+    checked: Iterable[_Checked],
+    applied: Mapping[int, tuple[int, str]],
+    saved: Mapping[tuple[int, int], str],
+    findings: Findings,
+) -> None:
+    """The projector's stored chain heads, and those an auditor saved, against the hashes the
+    log gave at the same positions."""
+    at_kept = {
+        (done.partition, offset): hashed
+        for done in checked
+        for offset, hashed in done.at_kept.items()
+    }
+    for p, (next_offset, stored_hash) in sorted(applied.items()):
+        found = at_kept.get((p, next_offset - 1))
+        if next_offset and found != stored_hash:
+            findings.add(
+                head_difference("chain_head", p, next_offset - 1, stored_hash, found, saved=False)
+            )
+    for (p, offset), hash_kept in sorted(saved.items()):
+        found = at_kept.get((p, offset))
+        if found != hash_kept:
+            findings.add(head_difference("saved_head", p, offset, hash_kept, found, saved=True))
 
 
 def _check_partition(
