@@ -192,6 +192,12 @@ def _successors() -> dict[str, str]:
     return table
 
 
+def load() -> None:
+    """Read both editions now; otherwise the first lookup does (a worker process loads them
+    before it starts, so that its garbage collector can leave them out)."""
+    _units()
+
+
 def lookup(ref: str, on: date | None = None) -> Unit | None:
     """A unit by ``legacy:CODE``, by a code read in the edition in force ``on`` a date, or by a
     plain code (a 2025 unit; a 3-digit code is a legacy district). None if there is none."""

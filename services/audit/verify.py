@@ -343,8 +343,10 @@ def _start_worker(
         snapshot=shared_snapshot,
         updates=updates,
     )
-    registry.lookup("01")  # load the registry now, then leave it (and the modules) out of
-    gc.collect()  # every garbage collection: a worker only makes short-lived rows after this
+    # the registry and the modules stay for the process's life: leave them out of every
+    # garbage collection, which then sees only a chunk's short-lived rows
+    registry.load()
+    gc.collect()
     gc.freeze()
 
 

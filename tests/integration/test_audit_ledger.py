@@ -105,8 +105,10 @@ class Log:
         return self.append_value(PARTITION_OF.get(unit, 1), value, key=unit)
 
 
-def project(engine: sa.Engine, records: Sequence[Record], batch: int = 3) -> None:
-    store = ReadModelStore(engine, read_models, TOPIC)
+def project(
+    engine: sa.Engine, records: Sequence[Record], batch: int = 3, topic: str = TOPIC
+) -> None:
+    store = ReadModelStore(engine, read_models, topic)
     for start in range(0, len(records), batch):
         chunk = [Record(r.partition, r.offset, r.value) for r in records[start : start + batch]]
         store.apply(chunk)
@@ -159,9 +161,7 @@ def on_kafka(
     producer.flush()
     producer.close()
     engine = make_engine(postgres_url)
-    store = ReadModelStore(engine, read_models, topic)
-    for start in range(0, len(log.records), 3):
-        store.apply(log.records[start : start + 3])
+    project(engine, log.records, topic=topic)
     with KafkaLog(kafka_bootstrap, topic) as kafka:
         yield engine, kafka, log
     engine.dispose()
