@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from services.topics import ensure_topics
 from shared.db.engine import make_engine, migrate
@@ -66,7 +68,27 @@ def kafka_bootstrap() -> Iterator[str]:
     if started.returncode != 0:
         unavailable("Kafka", started.stderr[-2000:])
     yield f"127.0.0.1:{TEST_KAFKA_PORT}"
+    _delete_test_topics(f"127.0.0.1:{TEST_KAFKA_PORT}")
     subprocess.run([str(ROOT / "deploy/kafka/kafka.sh"), "stop"], env=env, capture_output=True)
+
+
+def _delete_test_topics(bootstrap: str) -> None:
+    """Delete the tests' topics (``test-...``) from the local broker, which keeps its data
+    between runs: each run used to leave a hundred topics behind, and a broker holding thousands
+    of partitions starts slowly. Best effort: a broker a test left stopped keeps them for the
+    next run to delete."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    except KafkaError:
+        return
+    try:
+        names = [name for name in admin.list_topics() if name.startswith("test-")]
+        if names:
+            admin.delete_topics(names, timeout_ms=30_000, raise_errors=False)
+    except KafkaError:
+        pass
+    finally:
+        admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -94,13 +116,18 @@ def postgres_server_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_template(postgres_server_url: str) -> str:
-    """A migrated database that each test's database is copied from (fast, and migrations run)."""
+def postgres_template(postgres_server_url: str) -> Iterator[str]:
+    """A migrated database that each test's database is copied from (fast, and migrations run).
+
+    Dropped at the end of the session: the local server keeps its data between runs, and each
+    run's template used to stay behind in it.
+    """
     name = f"ledger_template_{uuid.uuid4().hex[:8]}"
     _admin(postgres_server_url, f'CREATE DATABASE "{name}"')
     url = sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
     migrate(url)
-    return name
+    yield name
+    _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _admin(server_url: str, statement: str) -> None:
