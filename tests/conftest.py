@@ -25,6 +25,7 @@ from kafka.errors import KafkaError
 
 from services.topics import ensure_topics
 from shared.db.engine import make_engine, migrate
+from tests.support import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -117,32 +118,18 @@ def postgres_server_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def postgres_template(postgres_server_url: str) -> Iterator[str]:
-    """A migrated database that each test's database is copied from (fast, and migrations run).
-
-    Dropped at the end of the session: the local server keeps its data between runs, and each
-    run's template used to stay behind in it.
-    """
-    name = f"ledger_template_{uuid.uuid4().hex[:8]}"
-    _admin(postgres_server_url, f'CREATE DATABASE "{name}"')
-    url = sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    migrate(url)
-    yield name
-    _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _admin(server_url: str, statement: str) -> None:
-    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(statement)
-    engine.dispose()
+    """The name of a migrated database that each test's database is copied from (fast, and
+    migrations run). Dropped at the end of the session, as each test's copy is: the local
+    server keeps its data between runs."""
+    with scratch_database(postgres_server_url, "ledger_template") as url:
+        migrate(url)
+        yield str(sa.make_url(url).database)
 
 
 @pytest.fixture
 def postgres_url(postgres_server_url: str, postgres_template: str) -> Iterator[str]:
-    name = f"ledger_test_{uuid.uuid4().hex[:10]}"
-    _admin(postgres_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
-    yield sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(postgres_server_url, "ledger_test", template=postgres_template) as url:
+        yield url
 
 
 @pytest.fixture
